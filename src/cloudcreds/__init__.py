@@ -1,0 +1,86 @@
+"""cloudcreds: let an AI agent in a cloud sandbox inherit its user's credentials.
+
+Async, concurrent, retried and leak-proof access to the OpenHands Cloud
+credential-inheritance API: the user's LLM settings and references to their
+secrets, resolved late and safe to serialize.
+
+Example:
+    >>> async with CloudWorkspace.from_env() as ws:  # doctest: +SKIP
+    ...     creds = await ws.get_credentials()
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._client import CloudClient
+from ._config import RetryPolicy, Timeouts
+from ._errors import (
+    APIStatusError,
+    AuthenticationError,
+    CloudConnectionError,
+    CloudCredsError,
+    CloudTimeoutError,
+    ConfigurationError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ResponseValidationError,
+    SecretResolutionError,
+    ServerError,
+    UntrustedOriginError,
+)
+from ._llm import LLM
+from ._resolver import SecretResolver
+from ._workspace import CloudWorkspace, Credentials
+from .secrets import (
+    EnvHeaderLookupSecret,
+    EnvSecret,
+    LookupSecret,
+    ResolveContext,
+    SecretSource,
+    StaticSecret,
+    dump_secret_sources,
+    load_secret_sources,
+    parse_secret_source,
+)
+
+__all__ = [
+    "LLM",
+    "APIStatusError",
+    "AuthenticationError",
+    "CloudClient",
+    "CloudConnectionError",
+    "CloudCredsError",
+    "CloudTimeoutError",
+    "CloudWorkspace",
+    "ConfigurationError",
+    "Credentials",
+    "EnvHeaderLookupSecret",
+    "EnvSecret",
+    "LookupSecret",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ResolveContext",
+    "ResponseValidationError",
+    "RetryPolicy",
+    "SecretResolutionError",
+    "SecretResolver",
+    "SecretSource",
+    "ServerError",
+    "StaticSecret",
+    "Timeouts",
+    "UntrustedOriginError",
+    "dump_secret_sources",
+    "load_secret_sources",
+    "parse_secret_source",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        from importlib.metadata import version
+
+        return version("cloudcreds")
+    raise AttributeError(f"module 'cloudcreds' has no attribute {name!r}")

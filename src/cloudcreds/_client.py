@@ -1,0 +1,193 @@
+"""CloudClient: credentials for many sandboxes over one connection pool."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable, Mapping
+from types import TracebackType
+from typing import Any, Literal
+
+import aiohttp
+import anyio
+from pydantic import SecretStr
+
+from ._config import DEFAULT_CLIENT_CONCURRENCY, DEFAULT_SESSION_KEY_ENV, RetryPolicy, Timeouts
+from ._errors import CloudCredsError, ConfigurationError
+from ._http import HTTPCore, check_base_url
+from ._workspace import CloudWorkspace, Credentials, _secret
+
+__all__ = ["CloudClient", "ProgressCallback"]
+
+#: ``on_progress(done, total)``, called each time a sandbox finishes.
+ProgressCallback = Callable[[int, int], object]
+
+
+class CloudClient:
+    """One user account, many sandboxes, one connection pool.
+
+    For orchestrators: :meth:`gather_credentials` fetches the credentials of
+    thousands of sandboxes concurrently, with at most ``max_concurrency`` HTTP
+    requests in flight (retries included), and reports each sandbox's result or error.
+
+    Args:
+        cloud_api_url: The cloud API, e.g. ``https://app.all-hands.dev``.
+        api_key: The user's cloud API key.
+        session: An aiohttp session to borrow (never closed here); ``None`` creates one
+            whose pool holds ``max_concurrency`` connections.
+        retry: The retry policy for every request.
+        timeout: Per-attempt :class:`Timeouts`, or a float for the total.
+        max_concurrency: Most HTTP requests in flight at once.
+        allow_insecure_http: Allow ``http://`` to a host that is not loopback.
+    """
+
+    def __init__(
+        self,
+        cloud_api_url: str,
+        api_key: str | SecretStr,
+        *,
+        session: aiohttp.ClientSession | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: Timeouts | float | None = None,
+        max_concurrency: int = DEFAULT_CLIENT_CONCURRENCY,
+        allow_insecure_http: bool = False,
+    ) -> None:
+        if not isinstance(max_concurrency, int) or max_concurrency < 1:
+            raise ConfigurationError(f"max_concurrency must be >= 1, got {max_concurrency!r}")
+        self._base = check_base_url(cloud_api_url, allow_insecure_http=allow_insecure_http)
+        key = _secret(api_key, "api_key", required=True)
+        assert key is not None
+        self._api_key = key
+        self._max_concurrency = max_concurrency
+        self._http = HTTPCore(
+            session=session,
+            retry=retry,
+            timeouts=timeout,
+            limiter=asyncio.Semaphore(max_concurrency),
+            connector_limit=max_concurrency,
+        )
+
+    @property
+    def max_concurrency(self) -> int:
+        """Most HTTP requests in flight at once."""
+        return self._max_concurrency
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`aclose` was called."""
+        return self._http.closed
+
+    def __repr__(self) -> str:
+        return f"CloudClient(cloud_api_url={self._base!r}, max_concurrency={self._max_concurrency})"
+
+    def workspace(
+        self,
+        sandbox_id: str,
+        *,
+        session_api_key: str | SecretStr | None = None,
+        session_key_env: str = DEFAULT_SESSION_KEY_ENV,
+    ) -> CloudWorkspace:
+        """A :class:`CloudWorkspace` for one sandbox over this client's pool.
+
+        Closing the workspace leaves the pool open; closing the client closes it.
+        """
+        if self._http.closed:
+            raise ConfigurationError("this CloudClient is closed; create a new one")
+        return CloudWorkspace._shared(
+            self._http, self._base, self._api_key, sandbox_id, session_api_key, session_key_env
+        )
+
+    async def gather_credentials(
+        self,
+        sandboxes: Mapping[str, str | SecretStr],
+        names: Iterable[str] | None = None,
+        *,
+        missing: Literal["error", "ignore"] = "error",
+        on_progress: ProgressCallback | None = None,
+        **llm_overrides: Any,
+    ) -> dict[str, Credentials | CloudCredsError]:
+        """Fetch the :class:`Credentials` of many sandboxes concurrently.
+
+        One sandbox's failure never affects another: its entry is its error. Workers
+        are bounded (not one task per sandbox), so 10,000 sandboxes cost no more tasks
+        than 64.
+
+        Args:
+            sandboxes: Sandbox id -> that sandbox's session key.
+            names: Secret names wanted for each sandbox, ``None`` for all.
+            missing: As for :meth:`CloudWorkspace.get_secrets`.
+            on_progress: Called as ``on_progress(done, total)`` each time a sandbox
+                finishes, ending with ``(total, total)``.
+            **llm_overrides: As for :meth:`CloudWorkspace.get_llm`.
+
+        Returns:
+            Sandbox id -> :class:`Credentials` or the :class:`CloudCredsError` it met,
+            in the order of ``sandboxes``.
+        """
+        if self._http.closed:
+            raise ConfigurationError("this CloudClient is closed; create a new one")
+        wanted = None if names is None else list(names)
+        items = list(sandboxes.items())
+        total = len(items)
+        results: dict[str, Credentials | CloudCredsError] = {}
+        if on_progress is not None:
+            on_progress(0, total)
+        if not total:
+            return results
+        pending = iter(items)
+        fatal: list[Exception] = []
+        done = 0
+
+        async def worker() -> None:
+            nonlocal done
+            for sandbox_id, session_key in pending:
+                outcome: Credentials | CloudCredsError
+                try:
+                    ws = CloudWorkspace._shared(
+                        self._http,
+                        self._base,
+                        self._api_key,
+                        sandbox_id,
+                        session_key,
+                        DEFAULT_SESSION_KEY_ENV,
+                    )
+                    outcome = await ws.get_credentials(wanted, missing=missing, **llm_overrides)
+                except CloudCredsError as exc:
+                    outcome = exc
+                results[sandbox_id] = outcome
+                done += 1
+                if on_progress is not None:
+                    on_progress(done, total)
+
+        async def guarded() -> None:
+            try:
+                await worker()
+            except Exception as exc:  # a bug (ours or a callback's): stop everything
+                fatal.append(exc)
+                tg.cancel_scope.cancel()
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(min(self._max_concurrency, total)):
+                tg.start_soon(guarded)
+        if fatal:
+            raise fatal[0]
+        return {sandbox_id: results[sandbox_id] for sandbox_id, _ in items}
+
+    async def aclose(self) -> None:
+        """Close the pool this client created. Idempotent; a borrowed session stays open."""
+        await self._http.aclose()
+
+    async def __aenter__(self) -> CloudClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __del__(self) -> None:
+        http = getattr(self, "_http", None)
+        if http is not None:
+            http.warn_if_unclosed(self)

@@ -1,0 +1,175 @@
+"""Retry and timeout policies, and every default as a named constant."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from typing import Final
+
+from ._errors import ConfigurationError
+
+__all__ = [
+    "DEFAULT_ATTEMPTS",
+    "DEFAULT_CLIENT_CONCURRENCY",
+    "DEFAULT_CLOUD_API_URL",
+    "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_DEADLINE",
+    "DEFAULT_INITIAL_BACKOFF",
+    "DEFAULT_MAX_BACKOFF",
+    "DEFAULT_MAX_BODY_SIZE",
+    "DEFAULT_MAX_RETRY_AFTER",
+    "DEFAULT_READ_TIMEOUT",
+    "DEFAULT_RESOLVER_CONCURRENCY",
+    "DEFAULT_RETRY_STATUSES",
+    "DEFAULT_SESSION_KEY_ENV",
+    "DEFAULT_TOTAL_TIMEOUT",
+    "MASK",
+    "RetryPolicy",
+    "Timeouts",
+]
+
+#: The OpenHands Cloud API used when ``OPENHANDS_CLOUD_API_URL`` is unset.
+DEFAULT_CLOUD_API_URL: Final = "https://app.all-hands.dev"
+#: The environment variable that holds a sandbox's session key.
+DEFAULT_SESSION_KEY_ENV: Final = "SESSION_API_KEY"
+#: What the server (and cloudcreds) shows instead of a secret.
+MASK: Final = "**********"
+
+DEFAULT_ATTEMPTS: Final = 4
+DEFAULT_INITIAL_BACKOFF: Final = 0.25
+DEFAULT_MAX_BACKOFF: Final = 4.0
+DEFAULT_DEADLINE: Final = 60.0
+DEFAULT_MAX_RETRY_AFTER: Final = 30.0
+DEFAULT_RETRY_STATUSES: Final = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+DEFAULT_CONNECT_TIMEOUT: Final = 5.0
+DEFAULT_READ_TIMEOUT: Final = 15.0
+DEFAULT_TOTAL_TIMEOUT: Final = 30.0
+
+#: Response bodies larger than this are refused without being buffered.
+DEFAULT_MAX_BODY_SIZE: Final = 1024 * 1024
+#: Requests in flight at once for a :class:`~cloudcreds.CloudClient`.
+DEFAULT_CLIENT_CONCURRENCY: Final = 64
+#: Fetches in flight at once for a :class:`~cloudcreds.SecretResolver`.
+DEFAULT_RESOLVER_CONCURRENCY: Final = 16
+#: Same-origin redirects followed before giving up.
+MAX_REDIRECTS: Final = 5
+
+# Statuses that are never retried, whatever a policy says: retrying cannot fix them.
+NEVER_RETRY_STATUSES: Final = frozenset({400, 401, 403, 404})
+
+
+def _check_non_negative(name: str, value: float) -> None:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise ConfigurationError(f"{name} must be a number of seconds, got {type(value).__name__}")
+    if math.isnan(value) or value < 0:
+        raise ConfigurationError(f"{name} must be >= 0, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How a request is retried: a frozen value, passed in, never global state.
+
+    Backoff is capped exponential with full jitter: before retry ``n`` (1-based)
+    the client sleeps a random time in ``[0, min(max_backoff, initial_backoff * 2**(n-1))]``,
+    unless the server sent ``Retry-After``, which is honoured up to ``max_retry_after``.
+    No sleep ever runs past ``deadline``, the budget for all attempts and sleeps
+    together: when the next wait would overrun it, the last error is raised at once.
+
+    Connection errors, timeouts, truncated bodies and ``retry_statuses`` are retried;
+    400, 401, 403 and 404 never are, and only idempotent requests are retried at all.
+
+    Attributes:
+        attempts: Total attempts, the first included (1 disables retries).
+        initial_backoff: Cap of the first backoff, in seconds (0 retries at once).
+        max_backoff: Cap of any backoff, in seconds.
+        deadline: Seconds for all attempts and sleeps together (``None``: unbounded).
+        max_retry_after: Cap on an honoured ``Retry-After``, in seconds.
+        retry_statuses: Status codes that are retried.
+    """
+
+    attempts: int = DEFAULT_ATTEMPTS
+    initial_backoff: float = DEFAULT_INITIAL_BACKOFF
+    max_backoff: float = DEFAULT_MAX_BACKOFF
+    deadline: float | None = DEFAULT_DEADLINE
+    max_retry_after: float = DEFAULT_MAX_RETRY_AFTER
+    retry_statuses: frozenset[int] = field(default=DEFAULT_RETRY_STATUSES)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.attempts, int) or isinstance(self.attempts, bool):
+            raise ConfigurationError("attempts must be an integer")
+        if self.attempts < 1:
+            raise ConfigurationError(f"attempts must be >= 1, got {self.attempts}")
+        _check_non_negative("initial_backoff", self.initial_backoff)
+        _check_non_negative("max_backoff", self.max_backoff)
+        _check_non_negative("max_retry_after", self.max_retry_after)
+        if self.deadline is not None:
+            _check_non_negative("deadline", self.deadline)
+        statuses = self.retry_statuses
+        if not isinstance(statuses, frozenset):
+            statuses = frozenset(_as_statuses(statuses))
+            object.__setattr__(self, "retry_statuses", statuses)
+        never = sorted(statuses & NEVER_RETRY_STATUSES)
+        if never:
+            raise ConfigurationError(
+                f"retry_statuses may not contain {never}: those answers never change on retry"
+            )
+
+    @classmethod
+    def no_retry(cls) -> RetryPolicy:
+        """A policy with a single attempt."""
+        return cls(attempts=1)
+
+    def with_(self, **changes: object) -> RetryPolicy:
+        """A copy with some fields changed, e.g. ``policy.with_(attempts=2)``."""
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    def backoff(self, retry_number: int) -> float:
+        """Seconds to sleep before retry ``retry_number`` (1-based), with full jitter."""
+        cap = min(self.max_backoff, self.initial_backoff * (2 ** (retry_number - 1)))
+        if cap <= 0:
+            return 0.0
+        return random.uniform(0.0, cap)  # noqa: S311 - jitter, not cryptography
+
+
+def _as_statuses(values: Iterable[int]) -> Iterable[int]:
+    for value in values:
+        if not isinstance(value, int) or not 100 <= value <= 599:
+            raise ConfigurationError(f"retry_statuses must be HTTP status codes, got {value!r}")
+        yield value
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Per-attempt timeouts in seconds; ``None`` disables one.
+
+    Attributes:
+        connect: Time to open a TCP (and TLS) connection.
+        read: Longest silence while waiting for headers or body bytes.
+        total: Time for one whole attempt, from sending to the last body byte.
+    """
+
+    connect: float | None = DEFAULT_CONNECT_TIMEOUT
+    read: float | None = DEFAULT_READ_TIMEOUT
+    total: float | None = DEFAULT_TOTAL_TIMEOUT
+
+    def __post_init__(self) -> None:
+        for name in ("connect", "read", "total"):
+            value = getattr(self, name)
+            if value is not None:
+                _check_non_negative(name, value)
+
+    @classmethod
+    def coerce(cls, value: Timeouts | float | None) -> Timeouts:
+        """Accept what public constructors accept: ``None`` (defaults), a float (total)."""
+        if value is None:
+            return cls()
+        if isinstance(value, Timeouts):
+            return value
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return cls(total=float(value))
+        raise ConfigurationError(
+            f"timeout must be a Timeouts, a number of seconds or None, got {type(value).__name__}"
+        )

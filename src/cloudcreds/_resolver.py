@@ -1,0 +1,258 @@
+"""SecretResolver: concurrent, cached, single-flight resolution for agent servers."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Hashable, Iterable, Mapping
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+import anyio
+from pydantic import SecretStr
+
+from ._config import DEFAULT_MAX_BODY_SIZE, DEFAULT_RESOLVER_CONCURRENCY, RetryPolicy, Timeouts
+from ._errors import CloudCredsError, ConfigurationError
+from ._http import HTTPCore
+from .secrets import ResolveContext, SecretSource, parse_secret_source
+from .secrets._context import parse_origins
+
+__all__ = ["SecretResolver"]
+
+# Expired cache entries are swept when the cache reaches this size (then twice the live size).
+_SWEEP_MIN = 1024
+
+
+def _freeze(value: Any) -> Hashable:
+    """A hashable, order-independent form of a dumped model (secret values included)."""
+    if isinstance(value, SecretStr):
+        return ("\x00secret", value.get_secret_value())
+    if isinstance(value, Mapping):
+        return tuple(sorted((str(k), _freeze(v)) for k, v in value.items()))
+    if isinstance(value, list | tuple):
+        return tuple(_freeze(v) for v in value)
+    if isinstance(value, set | frozenset):
+        return frozenset(_freeze(v) for v in value)
+    if isinstance(value, Hashable):
+        return value
+    return repr(value)
+
+
+def _cache_key(source: SecretSource) -> Hashable:
+    """Equal sources (same class, same field values) get equal keys. Memory only."""
+    return (type(source), _freeze(source.model_dump(mode="python", round_trip=True)))
+
+
+class SecretResolver:
+    """Resolves secret references for a long-running asyncio server.
+
+    Concurrent resolves of equal sources share one fetch (single-flight); with
+    ``cache_ttl`` values are reused until they expire (errors are never cached); at
+    most ``max_concurrency`` fetches run at once; every HTTP-based source is only
+    fetched from a trusted origin. Nothing here blocks the event loop.
+
+    Args:
+        session: An aiohttp session to borrow (never closed here); ``None`` creates one
+            on first need.
+        retry: The retry policy for HTTP-based sources.
+        timeout: Per-attempt :class:`Timeouts`, or a float for the total.
+        max_concurrency: Most fetches in flight at once.
+        cache_ttl: Seconds a resolved value is reused; ``None`` (default) caches nothing
+            beyond sharing concurrent fetches.
+        trusted_origins: Origins lookups may be sent to; ``None`` follows
+            ``CLOUDCREDS_TRUSTED_ORIGINS``, else https:// or loopback http://.
+        max_body_size: Largest secret value accepted, in bytes.
+    """
+
+    def __init__(
+        self,
+        *,
+        session: aiohttp.ClientSession | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: Timeouts | float | None = None,
+        max_concurrency: int = DEFAULT_RESOLVER_CONCURRENCY,
+        cache_ttl: float | None = None,
+        trusted_origins: Iterable[str] | None = None,
+        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+    ) -> None:
+        if not isinstance(max_concurrency, int) or max_concurrency < 1:
+            raise ConfigurationError(f"max_concurrency must be >= 1, got {max_concurrency!r}")
+        if cache_ttl is not None and (
+            not isinstance(cache_ttl, int | float) or cache_ttl < 0 or cache_ttl != cache_ttl
+        ):
+            raise ConfigurationError(f"cache_ttl must be None or >= 0 seconds, got {cache_ttl!r}")
+        self._http = HTTPCore(
+            session=session,
+            retry=retry,
+            timeouts=timeout,
+            max_body_size=max_body_size,
+            connector_limit=max_concurrency,
+        )
+        origins = None if trusted_origins is None else parse_origins(trusted_origins)
+        self._ctx = ResolveContext._from_core(self._http, origins)
+        self._limiter = asyncio.Semaphore(max_concurrency)
+        self._ttl = cache_ttl
+        self._cache: dict[Hashable, tuple[str, float]] = {}
+        self._inflight: dict[Hashable, asyncio.Task[str]] = {}
+        self._next_sweep = _SWEEP_MIN
+        self._closed = False
+
+    @property
+    def context(self) -> ResolveContext:
+        """The context sources are resolved with."""
+        return self._ctx
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`aclose` was called."""
+        return self._closed
+
+    def __repr__(self) -> str:
+        return (
+            f"SecretResolver(cache_ttl={self._ttl!r}, cached={len(self._cache)}, "
+            f"in_flight={len(self._inflight)}, trusted_origins={self._ctx.trusted_origins!r})"
+        )
+
+    # -- resolving -----------------------------------------------------------------
+
+    async def resolve(self, source: SecretSource | Mapping[str, Any]) -> str:
+        """The value of ``source`` (a source, or its dumped mapping).
+
+        Raises:
+            UntrustedOriginError: A lookup points at an untrusted origin; nothing was sent.
+            SecretResolutionError: The source could not produce a value.
+            CloudCredsError: The typed error of an HTTP failure.
+        """
+        if self._closed:
+            raise ConfigurationError("this SecretResolver is closed; create a new one")
+        if not isinstance(source, SecretSource):
+            source = parse_secret_source(source)
+        key = _cache_key(source)
+        if self._ttl is not None:
+            hit = self._cache.get(key)
+            if hit is not None:
+                if hit[1] > time.monotonic():
+                    return hit[0]
+                del self._cache[key]
+        task = self._inflight.get(key)
+        if task is None:
+            task = asyncio.ensure_future(self._fetch(source))
+            self._inflight[key] = task
+            task.add_done_callback(lambda t, k=key: self._settle(k, t))  # type: ignore[misc]
+        # shield: one caller's cancellation must not cancel the fetch others share.
+        return await asyncio.shield(task)
+
+    async def _fetch(self, source: SecretSource) -> str:
+        async with self._limiter:
+            value = await source.resolve(self._ctx)
+        if not isinstance(value, str):
+            raise ConfigurationError(
+                f"{type(source).__name__}.resolve() returned {type(value).__name__}, not str"
+            )
+        return value
+
+    def _settle(self, key: Hashable, task: asyncio.Task[str]) -> None:
+        current = self._inflight.get(key) is task  # False once invalidated
+        if current:
+            del self._inflight[key]
+        if task.cancelled():
+            return
+        exc = task.exception()  # marks it retrieved even when every waiter was cancelled
+        if exc is None and current and self._ttl is not None and not self._closed:
+            now = time.monotonic()
+            if len(self._cache) >= self._next_sweep:
+                self._cache = {k: v for k, v in self._cache.items() if v[1] > now}
+                self._next_sweep = max(_SWEEP_MIN, 2 * len(self._cache))
+            self._cache[key] = (task.result(), now + self._ttl)
+
+    async def resolve_all(
+        self, sources: Mapping[str, SecretSource | Mapping[str, Any]]
+    ) -> dict[str, str]:
+        """Resolve many sources concurrently; raise the first error and cancel the rest.
+
+        Returns:
+            Name -> value, in the order of ``sources``.
+        """
+        values: dict[str, str] = {}
+        errors: list[Exception] = []
+
+        async def one(name: str, source: SecretSource | Mapping[str, Any]) -> None:
+            try:
+                values[name] = await self.resolve(source)
+            except Exception as exc:
+                errors.append(exc)
+                tg.cancel_scope.cancel()
+
+        async with anyio.create_task_group() as tg:
+            for name, source in sources.items():
+                tg.start_soon(one, name, source)
+        if errors:
+            raise errors[0]
+        return {name: values[name] for name in sources}
+
+    async def resolve_all_settled(
+        self, sources: Mapping[str, SecretSource | Mapping[str, Any]]
+    ) -> dict[str, str | CloudCredsError]:
+        """Resolve many sources concurrently; each entry is its value or its error.
+
+        Only :class:`CloudCredsError` is settled; anything else (a bug in a custom
+        source) propagates and cancels the rest.
+        """
+        results: dict[str, str | CloudCredsError] = {}
+
+        async def one(name: str, source: SecretSource | Mapping[str, Any]) -> None:
+            try:
+                results[name] = await self.resolve(source)
+            except CloudCredsError as exc:
+                results[name] = exc
+
+        async with anyio.create_task_group() as tg:
+            for name, source in sources.items():
+                tg.start_soon(one, name, source)
+        return {name: results[name] for name in sources}
+
+    def invalidate(self, source: SecretSource | Mapping[str, Any] | None = None) -> None:
+        """Forget the cached value of ``source``, or of every source when ``None``.
+
+        A fetch already in flight is not cancelled, but its result will not be cached.
+        """
+        if source is None:
+            self._cache.clear()
+            self._inflight.clear()
+            return
+        if not isinstance(source, SecretSource):
+            source = parse_secret_source(source)
+        key = _cache_key(source)
+        self._cache.pop(key, None)
+        self._inflight.pop(key, None)
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Cancel fetches in flight, drop the cache, close an owned session. Idempotent."""
+        self._closed = True
+        tasks = list(self._inflight.values())
+        self._inflight.clear()
+        self._cache.clear()
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        await self._http.aclose()
+
+    async def __aenter__(self) -> SecretResolver:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __del__(self) -> None:
+        http = getattr(self, "_http", None)
+        if http is not None:
+            http.warn_if_unclosed(self)

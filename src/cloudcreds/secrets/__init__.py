@@ -1,0 +1,32 @@
+"""Secret sources: references to secrets, resolved late, safe to serialize.
+
+Built-in kinds: ``static`` (:class:`StaticSecret`), ``env`` (:class:`EnvSecret`),
+``lookup`` (:class:`LookupSecret`) and ``env_header_lookup``
+(:class:`EnvHeaderLookupSecret`). Subclass :class:`SecretSource` to add one.
+"""
+
+from ._base import (
+    SecretSource,
+    dump_secret_sources,
+    known_kinds,
+    load_secret_sources,
+    parse_secret_source,
+)
+from ._context import TRUSTED_ORIGINS_ENV, ResolveContext
+from ._env import EnvSecret
+from ._lookup import EnvHeaderLookupSecret, LookupSecret
+from ._static import StaticSecret
+
+__all__ = [
+    "TRUSTED_ORIGINS_ENV",
+    "EnvHeaderLookupSecret",
+    "EnvSecret",
+    "LookupSecret",
+    "ResolveContext",
+    "SecretSource",
+    "StaticSecret",
+    "dump_secret_sources",
+    "known_kinds",
+    "load_secret_sources",
+    "parse_secret_source",
+]

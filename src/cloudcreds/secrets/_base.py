@@ -1,0 +1,228 @@
+"""SecretSource, the plug-in base class, and the registry of kinds."""
+
+from __future__ import annotations
+
+import json
+import typing
+from abc import abstractmethod
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
+from pydantic_core import PydanticUndefined, to_jsonable_python
+
+from .._config import MASK
+from .._errors import ConfigurationError
+from ._context import ResolveContext
+
+__all__ = [
+    "SecretSource",
+    "dump_secret_sources",
+    "known_kinds",
+    "load_secret_sources",
+    "parse_secret_source",
+    "validation_message",
+]
+
+_REGISTRY: dict[str, type[SecretSource]] = {}
+
+
+def known_kinds() -> list[str]:
+    """The registered kinds, sorted."""
+    return sorted(_REGISTRY)
+
+
+def validation_message(exc: ValidationError) -> str:
+    """A ValidationError's locations and messages, never the input values."""
+    parts = []
+    for err in exc.errors(include_input=False, include_url=False):
+        loc = ".".join(str(p) for p in err.get("loc", ())) or "(root)"
+        parts.append(f"{loc}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts)
+
+
+class SecretSource(BaseModel):
+    """Where a secret's value comes from: the plug-in base class.
+
+    Subclass it with a new ``kind`` to add a source (a vault, a file...): the class
+    registers itself, and :func:`parse_secret_source` / :func:`load_secret_sources`
+    accept it from then on::
+
+        class VaultSecret(SecretSource):
+            kind: Literal["vault"] = "vault"
+            path: str
+
+            async def resolve(self, ctx: ResolveContext) -> str:
+                return await ctx.fetch_text(f"https://vault.example.com/v1/{self.path}")
+
+    Sources are frozen pydantic models. Secret fields should be :class:`SecretStr`:
+    they are masked in ``repr``, ``str`` and default dumps.
+
+    Attributes:
+        kind: The registered name of the source class.
+        description: A human description (``"GitHub token"``), never a value.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+
+    kind: str
+    description: str | None = None
+
+    #: Whether resolving may send network requests (informative).
+    uses_network: ClassVar[bool] = False
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        field = cls.model_fields["kind"]
+        kind = field.default
+        if kind is PydanticUndefined or kind is None:
+            return  # an abstract intermediate base: nothing to register
+        args = typing.get_args(field.annotation)
+        if typing.get_origin(field.annotation) is not typing.Literal or args != (kind,):
+            raise ConfigurationError(
+                f'{cls.__qualname__} must declare its kind as `kind: Literal["{kind}"] = "{kind}"`'
+            )
+        existing = _REGISTRY.get(kind)
+        if existing is not None and (
+            existing.__module__ != cls.__module__ or existing.__qualname__ != cls.__qualname__
+        ):
+            raise ConfigurationError(
+                f"secret source kind {kind!r} is already registered by "
+                f"{existing.__module__}.{existing.__qualname__}; pick another kind "
+                f"(known kinds: {', '.join(known_kinds())})"
+            )
+        _REGISTRY[kind] = cls
+
+    @abstractmethod
+    async def resolve(self, ctx: ResolveContext) -> str:
+        """Produce the secret's value. The plug-in hook.
+
+        Args:
+            ctx: The session, retry policy, timeouts and trusted origins to use.
+
+        Raises:
+            SecretResolutionError: The value could not be produced (or another
+                :class:`CloudCredsError` subclass for HTTP failures).
+        """
+
+    async def get_value(self) -> str:
+        """Resolve once with a default context (its own short-lived session).
+
+        The default trust rule applies: ``CLOUDCREDS_TRUSTED_ORIGINS`` if set, else any
+        ``https://`` or loopback ``http://`` origin. For many resolves, or caching,
+        use a :class:`SecretResolver`.
+        """
+        async with ResolveContext() as ctx:
+            return await self.resolve(ctx)
+
+
+def _check_no_masks(source: SecretSource) -> None:
+    """Refuse a source whose secret fields hold the mask: it was dumped redacted."""
+
+    def walk(value: Any, path: str) -> None:
+        if isinstance(value, SecretStr):
+            if value.get_secret_value() == MASK:
+                raise ConfigurationError(
+                    f"{source.kind} source field {path} holds the mask {MASK!r}, not a value: "
+                    "it was dumped without expose_secrets=True"
+                )
+        elif isinstance(value, Mapping):
+            for key, item in value.items():
+                walk(item, f"{path}.{key}")
+        elif isinstance(value, list | tuple):
+            for index, item in enumerate(value):
+                walk(item, f"{path}[{index}]")
+
+    for name in type(source).model_fields:
+        walk(getattr(source, name), name)
+
+
+def parse_secret_source(data: Mapping[str, Any] | SecretSource) -> SecretSource:
+    """Build the registered source for ``data["kind"]``.
+
+    Args:
+        data: A mapping as produced by :func:`dump_secret_sources` (or a source, returned as is).
+
+    Raises:
+        ConfigurationError: No or an unknown ``kind`` (the message lists the known
+            kinds), invalid fields (input values never shown), or a masked secret field.
+    """
+    if isinstance(data, SecretSource):
+        return data
+    if not isinstance(data, Mapping):
+        raise ConfigurationError(
+            f"a secret source must be a mapping with a 'kind', got {type(data).__name__}"
+        )
+    kind = data.get("kind")
+    cls = _REGISTRY.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise ConfigurationError(
+            f"unknown secret source kind {kind!r}; known kinds: {', '.join(known_kinds())}"
+            " (a custom kind must be imported before it is parsed)"
+        )
+    try:
+        source = cls.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigurationError(
+            f"invalid {kind} secret source: {validation_message(exc)}"
+        ) from None
+    _check_no_masks(source)
+    return source
+
+
+def _expose(value: Any, expose: bool) -> Any:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value() if expose else MASK
+    if isinstance(value, dict):
+        return {key: _expose(item, expose) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_expose(item, expose) for item in value]
+    return value
+
+
+def dump_secret_sources(
+    sources: Mapping[str, SecretSource], *, expose_secrets: bool = False
+) -> dict[str, dict[str, Any]]:
+    """Turn ``{name: source}`` into JSON-able data that :func:`load_secret_sources` reads.
+
+    Args:
+        sources: The sources by secret name.
+        expose_secrets: Write ``SecretStr`` fields in clear. By default they are written
+            as ``"**********"``, and loading such a dump refuses them. An
+            :class:`EnvHeaderLookupSecret` holds no secret, so it round-trips either way.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for name, source in sources.items():
+        if not isinstance(source, SecretSource):
+            raise ConfigurationError(
+                f"{name!r} is not a SecretSource (got {type(source).__name__})"
+            )
+        raw = _expose(source.model_dump(mode="python"), expose_secrets)
+        out[name] = to_jsonable_python(raw)
+    return out
+
+
+def load_secret_sources(data: Mapping[str, Any] | str | bytes) -> dict[str, SecretSource]:
+    """Read what :func:`dump_secret_sources` wrote (a mapping, or its JSON text).
+
+    Raises:
+        ConfigurationError: Invalid JSON, a non-mapping, or any entry that
+            :func:`parse_secret_source` refuses (the message names the entry).
+    """
+    if isinstance(data, str | bytes):
+        try:
+            data = json.loads(data)
+        except ValueError:
+            raise ConfigurationError("secret sources are not valid JSON") from None
+    if not isinstance(data, Mapping):
+        raise ConfigurationError(
+            f"secret sources must be a mapping of name to source, got {type(data).__name__}"
+        )
+    result: dict[str, SecretSource] = {}
+    for name, item in data.items():
+        try:
+            result[str(name)] = parse_secret_source(item)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"secret {name!r}: {exc}") from None
+    return result
