@@ -108,8 +108,8 @@ class CloudClient:
         """Fetch the :class:`Credentials` of many sandboxes concurrently.
 
         One sandbox's failure never affects another: its entry is its error. Workers
-        are bounded (not one task per sandbox), so 10,000 sandboxes cost no more tasks
-        than 64.
+        are bounded (not one task per sandbox): the tasks alive depend on
+        ``max_concurrency``, not on the number of sandboxes.
 
         Args:
             sandboxes: Sandbox id -> that sandbox's session key.
@@ -125,6 +125,8 @@ class CloudClient:
         """
         if self._http.closed:
             raise ConfigurationError("this CloudClient is closed; create a new one")
+        if isinstance(names, str):
+            raise ConfigurationError("names must be a list of secret names, not one string")
         wanted = None if names is None else list(names)
         items = list(sandboxes.items())
         total = len(items)
@@ -165,8 +167,12 @@ class CloudClient:
                 fatal.append(exc)
                 tg.cancel_scope.cancel()
 
+        # Each worker fetches one sandbox at a time, its two requests concurrently (one
+        # extra task): half as many workers as request slots keep every slot busy while
+        # the tasks alive stay about ``max_concurrency``, whatever the number of sandboxes.
+        workers = min((self._max_concurrency + 1) // 2, total)
         async with anyio.create_task_group() as tg:
-            for _ in range(min(self._max_concurrency, total)):
+            for _ in range(workers):
                 tg.start_soon(guarded)
         if fatal:
             raise fatal[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Hashable, Iterable, Mapping
 from types import TracebackType
@@ -37,6 +38,22 @@ def _freeze(value: Any) -> Hashable:
     if isinstance(value, Hashable):
         return value
     return repr(value)
+
+
+class _Flight:
+    """One shared fetch and the number of callers waiting for it."""
+
+    __slots__ = ("task", "waiters")
+
+    def __init__(self, task: asyncio.Task[str]) -> None:
+        self.task = task
+        self.waiters = 0
+
+
+def _cancelling() -> bool:
+    """Whether the current task has been asked to cancel."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _cache_key(source: SecretSource) -> Hashable:
@@ -94,7 +111,8 @@ class SecretResolver:
         self._limiter = asyncio.Semaphore(max_concurrency)
         self._ttl = cache_ttl
         self._cache: dict[Hashable, tuple[str, float]] = {}
-        self._inflight: dict[Hashable, asyncio.Task[str]] = {}
+        self._inflight: dict[Hashable, _Flight] = {}
+        self._tasks: set[asyncio.Task[str]] = set()  # every fetch still running
         self._next_sweep = _SWEEP_MIN
         self._closed = False
 
@@ -119,7 +137,11 @@ class SecretResolver:
     async def resolve(self, source: SecretSource | Mapping[str, Any]) -> str:
         """The value of ``source`` (a source, or its dumped mapping).
 
+        Concurrent calls for equal sources share one fetch. A caller that is cancelled
+        leaves the fetch to the others; when every caller has gone, the fetch is cancelled.
+
         Raises:
+            ConfigurationError: The resolver is closed (or was closed while resolving).
             UntrustedOriginError: A lookup points at an untrusted origin; nothing was sent.
             SecretResolutionError: The source could not produce a value.
             CloudCredsError: The typed error of an HTTP failure.
@@ -135,13 +157,33 @@ class SecretResolver:
                 if hit[1] > time.monotonic():
                     return hit[0]
                 del self._cache[key]
-        task = self._inflight.get(key)
-        if task is None:
-            task = asyncio.ensure_future(self._fetch(source))
-            self._inflight[key] = task
-            task.add_done_callback(lambda t, k=key: self._settle(k, t))  # type: ignore[misc]
-        # shield: one caller's cancellation must not cancel the fetch others share.
-        return await asyncio.shield(task)
+        flight = self._inflight.get(key)
+        if flight is None:
+            task = asyncio.get_running_loop().create_task(self._fetch(source))
+            flight = _Flight(task)
+            self._inflight[key] = flight
+            self._tasks.add(task)
+            task.add_done_callback(functools.partial(self._settle, key, flight))
+        return await self._wait(key, flight)
+
+    async def _wait(self, key: Hashable, flight: _Flight) -> str:
+        task = flight.task
+        flight.waiters += 1
+        try:
+            # shield: one caller's cancellation must not cancel the fetch others share.
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.cancelled() and not _cancelling():
+                # The fetch was cancelled by aclose(), not this caller.
+                raise ConfigurationError("this SecretResolver was closed while resolving") from None
+            raise
+        finally:
+            flight.waiters -= 1
+            if not flight.waiters and not task.done():
+                # Every caller gave up (cancelled): stop the fetch; later callers start anew.
+                if self._inflight.get(key) is flight:
+                    del self._inflight[key]
+                task.cancel()
 
     async def _fetch(self, source: SecretSource) -> str:
         async with self._limiter:
@@ -152,8 +194,9 @@ class SecretResolver:
             )
         return value
 
-    def _settle(self, key: Hashable, task: asyncio.Task[str]) -> None:
-        current = self._inflight.get(key) is task  # False once invalidated
+    def _settle(self, key: Hashable, flight: _Flight, task: asyncio.Task[str]) -> None:
+        self._tasks.discard(task)
+        current = self._inflight.get(key) is flight  # False once invalidated or abandoned
         if current:
             del self._inflight[key]
         if task.cancelled():
@@ -200,16 +243,22 @@ class SecretResolver:
         source) propagates and cancels the rest.
         """
         results: dict[str, str | CloudCredsError] = {}
+        fatal: list[Exception] = []
 
         async def one(name: str, source: SecretSource | Mapping[str, Any]) -> None:
             try:
                 results[name] = await self.resolve(source)
             except CloudCredsError as exc:
                 results[name] = exc
+            except Exception as exc:  # not a resolution failure: raise it as itself
+                fatal.append(exc)
+                tg.cancel_scope.cancel()
 
         async with anyio.create_task_group() as tg:
             for name, source in sources.items():
                 tg.start_soon(one, name, source)
+        if fatal:
+            raise fatal[0]
         return {name: results[name] for name in sources}
 
     def invalidate(self, source: SecretSource | Mapping[str, Any] | None = None) -> None:
@@ -232,7 +281,7 @@ class SecretResolver:
     async def aclose(self) -> None:
         """Cancel fetches in flight, drop the cache, close an owned session. Idempotent."""
         self._closed = True
-        tasks = list(self._inflight.values())
+        tasks = list(self._tasks)
         self._inflight.clear()
         self._cache.clear()
         for task in tasks:
