@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
@@ -77,10 +76,9 @@ async def account(cloud: FakeCloud) -> Account:
 
 
 @pytest.fixture
-def sandbox_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def sandbox_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """The sandbox's environment: the session key in SESSION_API_KEY."""
     monkeypatch.setenv("SESSION_API_KEY", CANARY_SESSION_KEY)
-    yield
 
 
 @pytest.fixture
@@ -92,6 +90,7 @@ def debug_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
 
 def assert_no_canary(text: str) -> None:
     """Fail (without printing the canary) if any canary value appears in ``text``."""
+    __tracebackhide__ = True  # pytest would show `text` in the failure report
     found = [i for i, canary in enumerate(CANARIES) if canary in text]
     assert not found, f"canary value(s) #{found} leaked"
 

@@ -9,10 +9,6 @@ Example:
     ...     creds = await ws.get_credentials()
 """
 
-from __future__ import annotations
-
-from typing import Any
-
 from ._client import CloudClient
 from ._config import RetryPolicy, Timeouts
 from ._errors import (
@@ -78,7 +74,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> str:  # lazy `__version__`; no stray public names
     if name == "__version__":
         from importlib.metadata import version
 

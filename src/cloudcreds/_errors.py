@@ -85,7 +85,8 @@ class APIStatusError(CloudCredsError):
     ) -> None:
         self.status_code: int = status_code if status_code is not None else self.default_status
         self.detail = detail
-        self.url = url
+        # The attribute promises no query string (it may hold a secret): strip it here too.
+        self.url = url.partition("?")[0].partition("#")[0] if url else url
         self.request_id = request_id
         super().__init__(self._message())
 

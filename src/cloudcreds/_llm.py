@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, SecretStr
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
 __all__ = ["LLM"]
 
@@ -28,6 +28,21 @@ class LLM(BaseModel):
     model: str
     api_key: SecretStr | None = None
     base_url: str | None = None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # pydantic's frozen-instance error shows the assigned value whatever
+        # hide_input_in_errors says; raise the same error without it, outside the
+        # handler so that the original is not even its __context__.
+        try:
+            super().__setattr__(name, value)
+            return
+        except ValidationError as exc:
+            title, errors = exc.title, exc.errors()
+        raise ValidationError.from_exception_data(
+            title,
+            [{"type": err["type"], "loc": err["loc"], "input": None} for err in errors],
+            hide_input=True,
+        )
 
     def to_litellm_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``litellm.completion`` and compatible clients.

@@ -25,6 +25,7 @@ __all__ = [
 ]
 
 _REGISTRY: dict[str, type[SecretSource]] = {}
+_INVALID_JSON: Any = object()
 
 
 def known_kinds() -> list[str]:
@@ -70,6 +71,21 @@ class SecretSource(BaseModel):
 
     #: Whether resolving may send network requests (informative).
     uses_network: ClassVar[bool] = False
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # pydantic's frozen-instance error shows the assigned value whatever
+        # hide_input_in_errors says; raise the same error without it, outside the
+        # handler so that the original is not even its __context__.
+        try:
+            super().__setattr__(name, value)
+            return
+        except ValidationError as exc:
+            title, errors = exc.title, exc.errors()
+        raise ValidationError.from_exception_data(
+            title,
+            [{"type": err["type"], "loc": err["loc"], "input": None} for err in errors],
+            hide_input=True,
+        )
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
@@ -127,6 +143,9 @@ def _check_no_masks(source: SecretSource) -> None:
                     f"{source.kind} source field {path} holds the mask {MASK!r}, not a value: "
                     "it was dumped without expose_secrets=True"
                 )
+        elif isinstance(value, BaseModel):  # nested models of user-defined kinds
+            for field in type(value).model_fields:
+                walk(getattr(value, field), f"{path}.{field}")
         elif isinstance(value, Mapping):
             for key, item in value.items():
                 walk(item, f"{path}.{key}")
@@ -164,11 +183,13 @@ def parse_secret_source(data: Mapping[str, Any] | SecretSource) -> SecretSource:
     try:
         source = cls.model_validate(data)
     except ValidationError as exc:
-        raise ConfigurationError(
-            f"invalid {kind} secret source: {validation_message(exc)}"
-        ) from None
-    _check_no_masks(source)
-    return source
+        # exc.errors() keeps the input (secret values): raise outside the handler so it
+        # is not even the new error's __context__.
+        message = validation_message(exc)
+    else:
+        _check_no_masks(source)
+        return source
+    raise ConfigurationError(f"invalid {kind} secret source: {message}")
 
 
 def _expose(value: Any, expose: bool) -> Any:
@@ -213,8 +234,10 @@ def load_secret_sources(data: Mapping[str, Any] | str | bytes) -> dict[str, Secr
     if isinstance(data, str | bytes):
         try:
             data = json.loads(data)
-        except ValueError:
-            raise ConfigurationError("secret sources are not valid JSON") from None
+        except ValueError:  # its .doc holds the whole text: not even as __context__
+            data = _INVALID_JSON
+        if data is _INVALID_JSON:
+            raise ConfigurationError("secret sources are not valid JSON")
     if not isinstance(data, Mapping):
         raise ConfigurationError(
             f"secret sources must be a mapping of name to source, got {type(data).__name__}"
