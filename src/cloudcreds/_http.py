@@ -71,9 +71,10 @@ class Answer:
         try:
             return self.body.decode(self.charset or "utf-8")
         except (UnicodeDecodeError, LookupError):
-            raise ResponseValidationError(
-                f"the answer from {safe_url(self.url)} is not valid {self.charset or 'utf-8'} text"
-            ) from None
+            pass  # a UnicodeDecodeError holds the body: raise outside, not even as __context__
+        raise ResponseValidationError(
+            f"the answer from {safe_url(self.url)} is not valid {self.charset or 'utf-8'} text"
+        )
 
 
 class _Retryable(Exception):
@@ -500,14 +501,16 @@ class HTTPCore:
                 )
             ) from None
         except aiohttp.ClientResponseError as exc:
-            # Carries the request's headers in .request_info: never chain it.
-            raise CloudConnectionError(
+            # Carries the request's headers in .request_info: never chain it, not even as
+            # __context__, so the error is raised after leaving this handler.
+            unchained = CloudConnectionError(
                 f"{method} {safe_url(target)}: {exc.status} {exc.message}"
-            ) from None
+            )
         except aiohttp.ClientError as exc:
             raise CloudConnectionError(
                 f"{method} {safe_url(target)}: {type(exc).__name__}"
             ) from exc
+        raise unchained
 
     def _same_origin_redirect(self, resp: aiohttp.ClientResponse, current: str | URL) -> URL:
         location = resp.headers.get("Location")
