@@ -1,0 +1,341 @@
+"""Blocking helpers for scripts and synchronous code.
+
+Each function here runs the async API on a private event loop and returns its result:
+no event loop is left running or installed afterwards, and the current thread's event
+loop (if a legacy caller set one) is left untouched. They take the arguments of
+:class:`~cloudcreds.CloudWorkspace`; any of ``cloud_api_url``, ``api_key`` and
+``sandbox_id`` left to ``None`` is read from the environment, as
+:meth:`CloudWorkspace.from_env` does (``OPENHANDS_CLOUD_API_URL``, default
+``https://app.all-hands.dev``; ``OPENHANDS_API_KEY``; ``SANDBOX_ID``), and the session
+key from ``SESSION_API_KEY`` when a request is made.
+
+They are for code that has no event loop. Called from inside a running event loop
+(a coroutine, a Jupyter cell...), they raise :class:`~cloudcreds.ConfigurationError`
+pointing to the async API instead of blocking the loop.
+
+Example:
+    >>> from cloudcreds import sync
+    >>> llm = sync.get_llm()  # doctest: +SKIP
+    >>> refs = sync.get_secrets(names=["GITHUB_TOKEN"])  # doctest: +SKIP
+    >>> token = sync.resolve(refs["GITHUB_TOKEN"])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, Literal, TypeVar
+
+from pydantic import SecretStr
+
+from ._config import DEFAULT_CLOUD_API_URL, DEFAULT_SESSION_KEY_ENV, RetryPolicy, Timeouts
+from ._errors import ConfigurationError
+from ._llm import LLM
+from ._resolver import SecretResolver
+from ._workspace import CloudWorkspace, Credentials
+from .secrets import EnvHeaderLookupSecret, SecretSource
+
+__all__ = ["get_credentials", "get_llm", "get_secrets", "resolve"]
+
+_T = TypeVar("_T")
+
+_URL_ENV = "OPENHANDS_CLOUD_API_URL"
+_API_KEY_ENV = "OPENHANDS_API_KEY"
+_SANDBOX_ENV = "SANDBOX_ID"
+
+
+def _check_no_running_loop(name: str, async_hint: str) -> None:
+    """Refuse to block a running event loop (before any coroutine is created)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise ConfigurationError(
+        f"cloudcreds.sync.{name}() blocks, so it cannot be called from inside a running "
+        f"event loop; use the async API instead: {async_hint}"
+    )
+
+
+def _run(make: Callable[[], Awaitable[_T]]) -> _T:
+    """Run ``make()`` to completion on a private event loop and return its result."""
+
+    async def main() -> _T:
+        return await make()
+
+    # loop_factory: the loop is never installed as the thread's current loop, so a
+    # loop the caller set with set_event_loop() survives the call.
+    with asyncio.Runner(loop_factory=asyncio.new_event_loop) as runner:
+        return runner.run(main())
+
+
+def _workspace(
+    cloud_api_url: str | None,
+    api_key: str | SecretStr | None,
+    sandbox_id: str | None,
+    *,
+    session_api_key: str | SecretStr | None,
+    session_key_env: str,
+    retry: RetryPolicy | None,
+    timeout: Timeouts | float | None,
+    allow_insecure_http: bool,
+) -> CloudWorkspace:
+    """Build a workspace, filling ``None`` arguments from the environment.
+
+    Must be called with a running loop (inside :func:`_run`): the workspace's session
+    is created lazily on that loop.
+    """
+    url = cloud_api_url or os.environ.get(_URL_ENV) or DEFAULT_CLOUD_API_URL
+    key = api_key if api_key is not None else os.environ.get(_API_KEY_ENV) or None
+    sandbox = sandbox_id if sandbox_id is not None else os.environ.get(_SANDBOX_ENV) or None
+    missing = []
+    if key is None:
+        missing.append(f"api_key= or {_API_KEY_ENV}")
+    if sandbox is None:
+        missing.append(f"sandbox_id= or {_SANDBOX_ENV}")
+    if missing:
+        raise ConfigurationError(
+            f"missing settings: pass {' and '.join(missing)} (set in the environment)"
+        )
+    assert key is not None
+    assert sandbox is not None
+    return CloudWorkspace(
+        url,
+        key,
+        sandbox,
+        session_api_key=session_api_key,
+        session_key_env=session_key_env,
+        retry=retry,
+        timeout=timeout,
+        allow_insecure_http=allow_insecure_http,
+    )
+
+
+def get_llm(
+    cloud_api_url: str | None = None,
+    api_key: str | SecretStr | None = None,
+    sandbox_id: str | None = None,
+    *,
+    session_api_key: str | SecretStr | None = None,
+    session_key_env: str = DEFAULT_SESSION_KEY_ENV,
+    retry: RetryPolicy | None = None,
+    timeout: Timeouts | float | None = None,
+    allow_insecure_http: bool = False,
+    **overrides: Any,
+) -> LLM:
+    """The user's LLM settings, blocking: :meth:`CloudWorkspace.get_llm` without a loop.
+
+    Args:
+        cloud_api_url: The cloud API; ``None`` reads ``OPENHANDS_CLOUD_API_URL`` (default
+            ``https://app.all-hands.dev``).
+        api_key: The user's cloud API key; ``None`` reads ``OPENHANDS_API_KEY``.
+        sandbox_id: This sandbox's id; ``None`` reads ``SANDBOX_ID``.
+        session_api_key: The session key; ``None`` reads ``session_key_env`` when the
+            request is made.
+        session_key_env: The variable holding the session key.
+        retry: The retry policy (default :class:`RetryPolicy`).
+        timeout: Per-attempt :class:`Timeouts`, or a float for the total.
+        allow_insecure_http: Allow ``http://`` to a host that is not loopback.
+        **overrides: ``model=``, ``api_key=``... win over the account's settings.
+
+    Returns:
+        The :class:`LLM` settings (the key is a ``SecretStr``).
+
+    Raises:
+        ConfigurationError: Called inside a running event loop, or missing settings.
+        CloudCredsError: The typed error of any other failure.
+
+    Example:
+        >>> from cloudcreds import sync
+        >>> llm = sync.get_llm(temperature=0)  # doctest: +SKIP
+        >>> litellm.completion(messages=[...], **llm.to_litellm_kwargs())  # doctest: +SKIP
+    """
+    _check_no_running_loop("get_llm", "`llm = await CloudWorkspace(...).get_llm()`")
+
+    async def main() -> LLM:
+        async with _workspace(
+            cloud_api_url,
+            api_key,
+            sandbox_id,
+            session_api_key=session_api_key,
+            session_key_env=session_key_env,
+            retry=retry,
+            timeout=timeout,
+            allow_insecure_http=allow_insecure_http,
+        ) as ws:
+            return await ws.get_llm(**overrides)
+
+    return _run(main)
+
+
+def get_secrets(
+    cloud_api_url: str | None = None,
+    api_key: str | SecretStr | None = None,
+    sandbox_id: str | None = None,
+    *,
+    names: Iterable[str] | None = None,
+    missing: Literal["error", "ignore"] = "error",
+    session_api_key: str | SecretStr | None = None,
+    session_key_env: str = DEFAULT_SESSION_KEY_ENV,
+    retry: RetryPolicy | None = None,
+    timeout: Timeouts | float | None = None,
+    allow_insecure_http: bool = False,
+) -> dict[str, EnvHeaderLookupSecret]:
+    """References to the user's secrets, blocking: :meth:`CloudWorkspace.get_secrets`.
+
+    No value is fetched: resolve a reference with :func:`resolve` where the session key
+    is in the environment variable ``session_key_env``.
+
+    Args:
+        cloud_api_url: As for :func:`get_llm`.
+        api_key: As for :func:`get_llm`.
+        sandbox_id: As for :func:`get_llm`.
+        names: The names wanted, ``None`` for all.
+        missing: ``"error"`` raises :class:`NotFoundError` for an absent name,
+            ``"ignore"`` skips it.
+        session_api_key: As for :func:`get_llm`.
+        session_key_env: As for :func:`get_llm`; the references name this variable.
+        retry: As for :func:`get_llm`.
+        timeout: As for :func:`get_llm`.
+        allow_insecure_http: As for :func:`get_llm`.
+
+    Returns:
+        Secret name -> :class:`EnvHeaderLookupSecret` (holds no value; safe to store).
+
+    Raises:
+        ConfigurationError: Called inside a running event loop, or missing settings.
+        NotFoundError: A requested name does not exist (with ``missing="error"``).
+        CloudCredsError: The typed error of any other failure.
+
+    Example:
+        >>> from cloudcreds import sync
+        >>> refs = sync.get_secrets(names=["GITHUB_TOKEN"])  # doctest: +SKIP
+        >>> token = sync.resolve(refs["GITHUB_TOKEN"])  # doctest: +SKIP
+    """
+    _check_no_running_loop("get_secrets", "`refs = await CloudWorkspace(...).get_secrets()`")
+
+    async def main() -> dict[str, EnvHeaderLookupSecret]:
+        async with _workspace(
+            cloud_api_url,
+            api_key,
+            sandbox_id,
+            session_api_key=session_api_key,
+            session_key_env=session_key_env,
+            retry=retry,
+            timeout=timeout,
+            allow_insecure_http=allow_insecure_http,
+        ) as ws:
+            return await ws.get_secrets(names, missing=missing)
+
+    return _run(main)
+
+
+def get_credentials(
+    cloud_api_url: str | None = None,
+    api_key: str | SecretStr | None = None,
+    sandbox_id: str | None = None,
+    *,
+    names: Iterable[str] | None = None,
+    missing: Literal["error", "ignore"] = "error",
+    session_api_key: str | SecretStr | None = None,
+    session_key_env: str = DEFAULT_SESSION_KEY_ENV,
+    retry: RetryPolicy | None = None,
+    timeout: Timeouts | float | None = None,
+    allow_insecure_http: bool = False,
+    **llm_overrides: Any,
+) -> Credentials:
+    """LLM settings and secret references, blocking: :meth:`CloudWorkspace.get_credentials`.
+
+    Both requests run concurrently on the private loop.
+
+    Args:
+        cloud_api_url: As for :func:`get_llm`.
+        api_key: As for :func:`get_llm`.
+        sandbox_id: As for :func:`get_llm`.
+        names: Secret names wanted, ``None`` for all.
+        missing: As for :func:`get_secrets`.
+        session_api_key: As for :func:`get_llm`.
+        session_key_env: As for :func:`get_secrets`.
+        retry: As for :func:`get_llm`.
+        timeout: As for :func:`get_llm`.
+        allow_insecure_http: As for :func:`get_llm`.
+        **llm_overrides: As for :func:`get_llm`.
+
+    Returns:
+        The :class:`Credentials` (``.llm`` and ``.secrets``).
+
+    Raises:
+        ConfigurationError: Called inside a running event loop, or missing settings.
+        CloudCredsError: The typed error of the first failure.
+
+    Example:
+        >>> from cloudcreds import sync
+        >>> creds = sync.get_credentials()  # doctest: +SKIP
+        >>> creds.llm.model, sorted(creds.secrets)  # doctest: +SKIP
+        ('anthropic/claude-sonnet-4-5', ['GITHUB_TOKEN'])
+    """
+    _check_no_running_loop(
+        "get_credentials", "`creds = await CloudWorkspace(...).get_credentials()`"
+    )
+
+    async def main() -> Credentials:
+        async with _workspace(
+            cloud_api_url,
+            api_key,
+            sandbox_id,
+            session_api_key=session_api_key,
+            session_key_env=session_key_env,
+            retry=retry,
+            timeout=timeout,
+            allow_insecure_http=allow_insecure_http,
+        ) as ws:
+            return await ws.get_credentials(names, missing=missing, **llm_overrides)
+
+    return _run(main)
+
+
+def resolve(
+    source: SecretSource | Mapping[str, Any],
+    *,
+    retry: RetryPolicy | None = None,
+    timeout: Timeouts | float | None = None,
+    trusted_origins: Iterable[str] | None = None,
+) -> str:
+    """Resolve one secret reference to its value, blocking.
+
+    The same rules as :meth:`SecretSource.get_value` apply: environment headers are read
+    now, and an HTTP-based source is only fetched from a trusted origin.
+
+    Args:
+        source: A :class:`SecretSource`, or its dumped mapping (``{"kind": ...}``).
+        retry: The retry policy for HTTP-based sources.
+        timeout: Per-attempt :class:`Timeouts`, or a float for the total.
+        trusted_origins: Origins lookups may be sent to; ``None`` follows
+            ``CLOUDCREDS_TRUSTED_ORIGINS``, else https:// or loopback http://.
+
+    Returns:
+        The secret's value. Hand it to what needs it; do not log it.
+
+    Raises:
+        ConfigurationError: Called inside a running event loop, or an invalid mapping.
+        UntrustedOriginError: The lookup points at an untrusted origin; nothing was sent.
+        SecretResolutionError: The source could not produce a value (e.g. the session key
+            variable is not set).
+        CloudCredsError: The typed error of an HTTP failure.
+
+    Example:
+        >>> from cloudcreds import sync
+        >>> sync.resolve({"kind": "env", "env": "HOME"})  # doctest: +SKIP
+        '/home/agent'
+    """
+    _check_no_running_loop(
+        "resolve", "`value = await source.get_value()` or `await SecretResolver().resolve(source)`"
+    )
+
+    async def main() -> str:
+        async with SecretResolver(
+            retry=retry, timeout=timeout, trusted_origins=trusted_origins
+        ) as resolver:
+            return await resolver.resolve(source)
+
+    return _run(main)

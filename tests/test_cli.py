@@ -1,0 +1,757 @@
+"""End-to-end tests of the ``cloudcreds`` command, run as ``python -m cloudcreds``.
+
+Every subcommand runs in a subprocess against a FakeCloud: either the ``account``
+fixture's, served by the test's own event loop (the subprocess is driven with
+``asyncio.create_subprocess_exec`` so the loop keeps serving), or one started with
+``cloudcreds serve``. A few parser-level checks run in-process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import json
+import logging
+import os
+import shlex
+import signal
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+import cloudcreds
+from cloudcreds import (
+    APIStatusError,
+    AuthenticationError,
+    CloudConnectionError,
+    CloudCredsError,
+    CloudTimeoutError,
+    ConfigurationError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ResponseValidationError,
+    SecretResolutionError,
+    ServerError,
+    UntrustedOriginError,
+)
+from cloudcreds import _cli as cli_module
+from cloudcreds.testing import FakeCloud, Fault
+from conftest import (
+    CANARY_API_KEY,
+    CANARY_LLM_KEY,
+    CANARY_SECRET,
+    CANARY_SESSION_KEY,
+    Account,
+    assert_no_canary,
+)
+
+#: Bound on one CLI run (start-up included); generous for a loaded 2-core machine.
+CLI_TIMEOUT = 30.0
+MODEL = "anthropic/claude-sonnet-4-5"
+BASE_URL = "https://llm-proxy.example.com"
+OTHER_SECRET = "sk-other-value"  # the account's OPENAI_KEY: not a canary
+MASK = "**********"
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def output(self) -> str:
+        return self.out + self.err
+
+
+def _env(extra: Mapping[str, str] | None) -> dict[str, str]:
+    # os.environ holds none of the library's variables (clean_environ); show every
+    # warning, so an unclosed session (ResourceWarning) would appear on stderr.
+    return {**os.environ, "PYTHONWARNINGS": "default", **(extra or {})}
+
+
+async def cli(
+    *args: str, env: Mapping[str, str] | None = None, stdin: bytes | None = None
+) -> Result:
+    """Run ``python -m cloudcreds *args`` to completion without blocking the loop."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "cloudcreds",
+        *args,
+        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=_env(env),
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(stdin), CLI_TIMEOUT)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode is not None
+    return Result(proc.returncode, out.decode(), err.decode())
+
+
+def sandbox_vars(account: Account, **changes: str) -> dict[str, str]:
+    """The environment of the account's sandbox (canary keys)."""
+    return {
+        "OPENHANDS_CLOUD_API_URL": account.url,
+        "OPENHANDS_API_KEY": CANARY_API_KEY,
+        "SANDBOX_ID": account.sandbox.id,
+        "SESSION_API_KEY": CANARY_SESSION_KEY,
+        **changes,
+    }
+
+
+def assert_ok(result: Result) -> None:
+    assert result.code == 0, f"exit {result.code}: {result.err[-500:]}"
+    assert "Traceback" not in result.err
+    assert "Warning" not in result.err
+    assert_no_canary(result.output)
+
+
+def assert_one_line_error(result: Result, code: int) -> str:
+    """The error contract: the exit code, one stderr line, no traceback, no secret."""
+    assert_no_canary(result.output)
+    assert result.code == code, f"exit {result.code}, wanted {code}: {result.err[-500:]}"
+    assert "Traceback" not in result.err
+    lines = result.err.splitlines()
+    assert len(lines) == 1, f"stderr has {len(lines)} lines"
+    assert lines[0].startswith("cloudcreds: error: ")
+    return lines[0]
+
+
+def same(value: str, expected: str) -> bool:
+    """Compare secret-bearing text without letting pytest print either side."""
+    return value == expected
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def env_probe(expect: Mapping[str, str | None], ok_code: int) -> str:
+    """Code for ``python -c``: exit ``ok_code`` iff each variable holds the expected value.
+
+    ``None`` means the variable must be absent. Values are compared through SHA-256, so
+    the secrets appear neither in the child's command line nor in any output; on a
+    mismatch the child exits with 100 + a bitmask of the failed checks.
+    """
+    digests = {
+        name: None if value is None else hashlib.sha256(value.encode()).hexdigest()
+        for name, value in expect.items()
+    }
+    return (
+        "import hashlib, os, sys\n"
+        f"checks = {digests!r}\n"
+        "bad = 0\n"
+        "for i, (name, digest) in enumerate(checks.items()):\n"
+        "    value = os.environ.get(name)\n"
+        "    got = None if value is None else hashlib.sha256(value.encode()).hexdigest()\n"
+        "    bad |= (got != digest) << i\n"
+        f"sys.exit({ok_code} if not bad else 100 + bad)\n"
+    )
+
+
+def demo_values() -> list[str]:
+    """Every key and secret value of the demo seed."""
+    user = FakeCloud.demo_seed()["users"][0]
+    values = [user["api_key"], user["llm_api_key"]]
+    values += [s["session_api_key"] for s in user["sandboxes"]]
+    values += [s["value"] for s in user["secrets"]]
+    return values
+
+
+# --------------------------------------------------------------------------- demo
+
+
+async def test_demo_prints_a_redacted_report() -> None:
+    started = time.monotonic()
+    result = await cli("demo")
+    elapsed = time.monotonic() - started
+    assert_ok(result)
+    assert elapsed < 20, "demo should take well under 2 s; this bound only catches hangs"
+    out = result.out
+    for expected in (
+        "http://127.0.0.1:",
+        MODEL,
+        BASE_URL,
+        MASK,
+        "GITHUB_TOKEN",
+        "GitHub token",
+        "SLACK_WEBHOOK",
+        "4 in total",
+        "up to 2 in flight",
+        "concurrently",
+    ):
+        assert expected in out, f"{expected!r} missing from the report"
+    user = FakeCloud.demo_seed()["users"][0]
+    for secret in user["secrets"]:
+        assert f"resolved ({len(secret['value'])} chars)" in out
+    leaked = [i for i, value in enumerate(demo_values()) if value in result.output]
+    assert not leaked, f"demo values #{leaked} leaked"
+    assert "sk-demo" not in result.output  # not even a prefix of the LLM key
+
+
+async def test_demo_json() -> None:
+    result = await cli("demo", "--json")
+    assert_ok(result)
+    report = json.loads(result.out)
+    assert report["cloud_url"].startswith("http://127.0.0.1:")
+    assert report["llm"] == {"model": MODEL, "base_url": BASE_URL, "api_key": MASK}
+    user = FakeCloud.demo_seed()["users"][0]
+    assert report["secrets"] == [
+        {
+            "name": s["name"],
+            "description": s["description"],
+            "resolved": True,
+            "chars": len(s["value"]),
+        }
+        for s in user["secrets"]
+    ]
+    assert report["requests"] == {"total": 4, "peak_in_flight": 2, "concurrent": True}
+    leaked = [i for i, value in enumerate(demo_values()) if value in result.output]
+    assert not leaked, f"demo values #{leaked} leaked"
+
+
+@pytest.mark.parametrize("previous", [None, "outer-session-key"])
+def test_demo_sets_the_session_key_only_while_resolving(
+    previous: str | None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if previous is not None:
+        monkeypatch.setenv("SESSION_API_KEY", previous)
+    before = dict(os.environ)
+    assert cli_module.main(["demo"]) == 0
+    assert dict(os.environ) == before
+    assert os.environ.get("SESSION_API_KEY") == previous
+    assert "resolved (" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- help, version
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_module.main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"cloudcreds {cloudcreds.__version__}"
+
+
+@pytest.mark.parametrize("command", ["demo", "serve", "llm", "secrets", "resolve", "run", "gather"])
+def test_every_subcommand_has_help_with_an_example(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli_module.main([command, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: cloudcreds {command}")
+    _, _, example = out.partition("\nexample:\n")
+    assert f"cloudcreds {command}" in example
+    assert "exit codes" in out
+
+
+def test_main_help_documents_environment_and_exit_codes(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert cli_module.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for name in ("OPENHANDS_CLOUD_API_URL", "OPENHANDS_API_KEY", "SANDBOX_ID", "SESSION_API_KEY"):
+        assert name in out
+    for code in ("0 ", "1 ", "2 ", "3 ", "4 ", "5 ", "6 ", "127", "130"):
+        assert f"\n  {code}" in out
+    assert cli_module.__doc__ is not None
+    for code in ("3    configuration", "4    authentication", "5    network", "6    not found"):
+        assert code in cli_module.__doc__
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (CloudCredsError("x"), 1),
+        (ResponseValidationError("x"), 1),
+        (SecretResolutionError("x"), 1),
+        (UntrustedOriginError("x"), 1),
+        (ServerError("x"), 1),
+        (RateLimitError("x"), 1),
+        (APIStatusError("x", status_code=400), 1),
+        (ConfigurationError("x"), 3),
+        (AuthenticationError("x"), 4),
+        (PermissionDeniedError("x"), 4),
+        (CloudConnectionError("x"), 5),
+        (CloudTimeoutError("x"), 5),
+        (NotFoundError("x"), 6),
+    ],
+    ids=lambda value: type(value).__name__ if isinstance(value, Exception) else str(value),
+)
+def test_exit_code_for_each_error_class(error: CloudCredsError, code: int) -> None:
+    assert cli_module.exit_code_for(error) == code
+
+
+def test_progress_bar_draws_on_one_line() -> None:
+    stream = io.StringIO()
+    bar = cli_module._ProgressBar(stream, width=8)
+    bar(0, 4)
+    bar(2, 4)
+    bar(4, 4)
+    bar.finish()
+    assert stream.getvalue() == "\r[        ] 0/4\r[####    ] 2/4\r[########] 4/4\n"
+
+
+# --------------------------------------------------------------------------- llm, secrets
+
+
+async def test_llm_text(account: Account) -> None:
+    result = await cli("llm", env=sandbox_vars(account))
+    assert_ok(result)
+    assert MODEL in result.out
+    assert BASE_URL in result.out
+    assert MASK in result.out
+    assert "sk-" not in result.out  # no prefix of the key either
+
+
+async def test_llm_json(account: Account) -> None:
+    result = await cli("llm", "--json", env=sandbox_vars(account))
+    assert_ok(result)
+    assert json.loads(result.out) == {"model": MODEL, "base_url": BASE_URL, "api_key": MASK}
+
+
+async def test_secrets_text(account: Account) -> None:
+    result = await cli("secrets", env=sandbox_vars(account))
+    assert_ok(result)
+    lines = result.out.splitlines()
+    assert lines[0].split(None, 1) == ["GITHUB_TOKEN", "GitHub token"]
+    assert lines[1].strip() == "OPENAI_KEY"
+    assert OTHER_SECRET not in result.output
+
+
+async def test_secrets_json(account: Account) -> None:
+    result = await cli("secrets", "--json", env=sandbox_vars(account))
+    assert_ok(result)
+    assert json.loads(result.out) == [
+        {"name": "GITHUB_TOKEN", "description": "GitHub token"},
+        {"name": "OPENAI_KEY", "description": None},
+    ]
+    assert OTHER_SECRET not in result.output
+
+
+# --------------------------------------------------------------------------- resolve
+
+
+async def test_resolve_prints_the_value(account: Account) -> None:
+    result = await cli("resolve", "OPENAI_KEY", env=sandbox_vars(account))
+    assert_ok(result)
+    assert result.out == OTHER_SECRET + "\n"
+    assert result.err == ""
+
+
+async def test_resolve_with_flags_winning_over_the_environment(account: Account) -> None:
+    # The environment is wrong everywhere; the flags are right. No SESSION_API_KEY in the
+    # environment: the flag's key is put there for the resolve step only.
+    env = sandbox_vars(
+        account,
+        OPENHANDS_CLOUD_API_URL=f"http://127.0.0.1:{closed_port()}",
+        OPENHANDS_API_KEY="wrong-api-key",
+        SANDBOX_ID="sb-wrong",
+    )
+    del env["SESSION_API_KEY"]
+    result = await cli(
+        "resolve",
+        "GITHUB_TOKEN",
+        "--url",
+        account.url,
+        "--api-key",
+        CANARY_API_KEY,
+        "--sandbox-id",
+        account.sandbox.id,
+        "--session-key",
+        CANARY_SESSION_KEY,
+        env=env,
+    )
+    assert result.code == 0, f"exit {result.code}: {result.err[-300:]}"
+    assert same(result.out, CANARY_SECRET + "\n"), "resolve did not print the secret's value"
+    assert_no_canary(result.err)
+    assert account.cloud.requests[-1].header_equals("X-Session-API-Key", CANARY_SESSION_KEY)
+
+
+# --------------------------------------------------------------------------- run
+
+
+async def test_run_passes_credentials_to_the_child_and_returns_its_code(
+    account: Account,
+) -> None:
+    probe = env_probe(
+        {
+            "LLM_MODEL": MODEL,
+            "LLM_API_KEY": CANARY_LLM_KEY,
+            "LLM_BASE_URL": BASE_URL,
+            "GITHUB_TOKEN": CANARY_SECRET,
+            "OPENAI_KEY": OTHER_SECRET,
+            "SESSION_API_KEY": None,  # given as a flag: not leaked into the child
+        },
+        ok_code=42,
+    )
+    env = sandbox_vars(account)
+    del env["SESSION_API_KEY"]
+    result = await cli(
+        "run", "--session-key", CANARY_SESSION_KEY, "--", sys.executable, "-c", probe, env=env
+    )
+    assert result.code == 42, f"the child saw a wrong environment (exit {result.code})"
+    assert result.out == ""
+    assert "Traceback" not in result.err
+    assert_no_canary(result.output)
+    assert OTHER_SECRET not in result.output
+
+
+async def test_run_only_passes_the_chosen_secrets(account: Account) -> None:
+    account.user.llm_base_url = None
+    probe = env_probe(
+        {
+            "LLM_MODEL": MODEL,
+            "LLM_API_KEY": CANARY_LLM_KEY,
+            "LLM_BASE_URL": None,  # unset on the account, and a stale one is dropped
+            "GITHUB_TOKEN": None,
+            "OPENAI_KEY": OTHER_SECRET,
+        },
+        ok_code=0,
+    )
+    env = sandbox_vars(account, LLM_BASE_URL="https://stale.example.com")
+    result = await cli("run", "--only", "OPENAI_KEY", "--", sys.executable, "-c", probe, env=env)
+    assert result.code == 0, f"the child saw a wrong environment (exit {result.code})"
+    assert_no_canary(result.output)
+    assert OTHER_SECRET not in result.output
+    assert account.cloud.count("/api/v1/sandboxes/*/settings/secrets/GITHUB_TOKEN") == 0
+
+
+async def test_run_missing_command_is_127(account: Account) -> None:
+    result = await cli("run", "--", "cloudcreds-no-such-command-3x7", env=sandbox_vars(account))
+    line = assert_one_line_error(result, 127)
+    assert "command not found: cloudcreds-no-such-command-3x7" in line
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 43), (signal.SIGINT, 44)])
+async def test_run_forwards_signals_to_the_child(
+    account: Account, signum: signal.Signals, code: int
+) -> None:
+    child = (
+        "import signal, sys, time\n"
+        "signal.signal(signal.SIGTERM, lambda *_: sys.exit(43))\n"
+        "signal.signal(signal.SIGINT, lambda *_: sys.exit(44))\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(60)\n"  # bounded: the signal's handler ends it long before
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "cloudcreds",
+        "run",
+        "--",
+        sys.executable,
+        "-c",
+        child,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=_env(sandbox_vars(account)),
+    )
+    try:
+        ready = await asyncio.wait_for(proc.stdout.readline(), CLI_TIMEOUT)  # type: ignore[union-attr]
+        assert ready == b"ready\n"
+        proc.send_signal(signum)
+        _, err = await asyncio.wait_for(proc.communicate(), CLI_TIMEOUT)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == code
+    assert b"Traceback" not in err
+
+
+# --------------------------------------------------------------------------- gather
+
+
+async def test_gather_writes_json_lines_and_fails_for_a_bad_sandbox(
+    account: Account, tmp_path: Path
+) -> None:
+    account.cloud.add_sandbox(account.user, sandbox_id="sb-2", session_api_key="session-2")
+    sandboxes = {"sb-1": CANARY_SESSION_KEY, "sb-bad": "wrong-session-key", "sb-2": "session-2"}
+    file = tmp_path / "sandboxes.json"
+    file.write_text(json.dumps(sandboxes))
+    result = await cli(
+        "gather",
+        str(file),
+        "--concurrency",
+        "2",
+        env={"OPENHANDS_CLOUD_API_URL": account.url, "OPENHANDS_API_KEY": CANARY_API_KEY},
+    )
+    assert result.code == 1
+    assert "Traceback" not in result.err
+    assert "\r[" not in result.err  # stderr is not a terminal: no progress bar
+    assert_no_canary(result.output)
+    lines = [json.loads(line) for line in result.out.splitlines()]
+    secrets = ["GITHUB_TOKEN", "OPENAI_KEY"]
+    assert lines[0] == {"sandbox_id": "sb-1", "ok": True, "model": MODEL, "secrets": secrets}
+    bad = lines[1]
+    assert bad["sandbox_id"] == "sb-bad"
+    assert bad["ok"] is False
+    assert bad["error"] == "AuthenticationError"
+    assert bad["status_code"] == 401
+    assert "Invalid session API key" in bad["message"]
+    assert lines[2] == {"sandbox_id": "sb-2", "ok": True, "model": MODEL, "secrets": secrets}
+    assert len(lines) == 3
+
+
+async def test_gather_from_stdin_all_ok(account: Account) -> None:
+    account.cloud.add_sandbox(account.user, sandbox_id="sb-2", session_api_key="session-2")
+    payload = json.dumps({"sb-1": CANARY_SESSION_KEY, "sb-2": "session-2"}).encode()
+    result = await cli(
+        "gather",
+        "-",
+        "--api-key",
+        CANARY_API_KEY,
+        "--url",
+        account.url,
+        stdin=payload,
+    )
+    assert_ok(result)
+    assert [json.loads(line)["sandbox_id"] for line in result.out.splitlines()] == [
+        "sb-1",
+        "sb-2",
+    ]
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+async def test_gather_draws_a_progress_bar_on_a_terminal(
+    account: Account,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    account.cloud.add_sandbox(account.user, sandbox_id="sb-2", session_api_key="session-2")
+    file = tmp_path / "sandboxes.json"
+    file.write_text(json.dumps({"sb-1": CANARY_SESSION_KEY, "sb-2": "session-2"}))
+    terminal = FakeTerminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    argv = ["gather", str(file), "--url", account.url, "--api-key", CANARY_API_KEY]
+    # In-process, in a worker thread: the command runs its own loop there.
+    code = await asyncio.to_thread(cli_module.main, argv)
+    assert code == 0
+    drawn = terminal.getvalue()
+    assert drawn.startswith("\r[")
+    assert drawn.endswith("] 2/2\n")
+    assert "1/2" in drawn
+    out = capsys.readouterr().out
+    assert len(out.splitlines()) == 2
+    assert_no_canary(out + drawn)
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def _closed_port_args(account: Account) -> tuple[list[str], dict[str, str]]:
+    url = f"http://127.0.0.1:{closed_port()}"
+    return ["llm", "--retries", "0", "--url", url], sandbox_vars(account)
+
+
+def _server_error_args(account: Account) -> tuple[list[str], dict[str, str]]:
+    account.cloud.inject("/api/v1/users/me", Fault.status(503))
+    return ["llm", "--retries", "0"], sandbox_vars(account)
+
+
+ErrorCase = Callable[[Account], tuple[list[str], dict[str, str]]]
+
+
+@pytest.mark.parametrize(
+    ("case", "code", "needle"),
+    [
+        pytest.param(lambda a: (["llm"], {}), 3, "OPENHANDS_API_KEY", id="missing-config-3"),
+        pytest.param(
+            lambda a: (["llm"], sandbox_vars(a, OPENHANDS_API_KEY="wrong-api-key")),
+            4,
+            "401 Not authenticated",
+            id="bad-api-key-4",
+        ),
+        pytest.param(_closed_port_args, 5, "could not connect", id="connection-refused-5"),
+        pytest.param(
+            lambda a: (["resolve", "NOPE"], sandbox_vars(a)), 6, "'NOPE'", id="missing-secret-6"
+        ),
+        pytest.param(_server_error_args, 1, "503", id="server-error-1"),
+    ],
+)
+async def test_error_exit_codes(account: Account, case: ErrorCase, code: int, needle: str) -> None:
+    args, env = case(account)
+    result = await cli(*args, env=env)
+    line = assert_one_line_error(result, code)
+    assert needle in line
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["llm", "--retries", "-1"], ["gather"], ["run", "--only", "X"], ["nope"], []],
+    ids=["bad-value", "missing-file", "missing-command", "unknown-command", "no-command"],
+)
+def test_usage_errors_are_2(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_module.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: cloudcreds")
+    assert ": error: " in err.splitlines()[-1]
+
+
+async def test_interrupt_is_130(account: Account) -> None:
+    account.cloud.set_latency(5, "/api/v1/users/me")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "cloudcreds",
+        "llm",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=_env(sandbox_vars(account)),
+    )
+    try:
+        deadline = time.monotonic() + CLI_TIMEOUT
+        while account.cloud.in_flight == 0:  # wait until the request is being served
+            assert time.monotonic() < deadline, "the request never arrived"
+            assert proc.returncode is None, "the command exited early"
+            await asyncio.sleep(0.01)
+        proc.send_signal(signal.SIGINT)
+        out, err = await asyncio.wait_for(proc.communicate(), CLI_TIMEOUT)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 130
+    assert err.decode() == "cloudcreds: interrupted\n"
+    assert out == b""
+
+
+# --------------------------------------------------------------------------- logging
+
+
+async def test_verbose_logs_retries_and_requests(account: Account) -> None:
+    # Retry-After: 0 makes the retry immediate: nothing sleeps.
+    account.cloud.inject("/api/v1/users/me", Fault.status(503, retry_after=0))
+    result = await cli("-v", "llm", "-v", "--retries", "1", env=sandbox_vars(account))
+    assert_ok(result)
+    assert "cloudcreds: INFO: retrying GET" in result.err
+    assert "cloudcreds: DEBUG: GET" in result.err
+    assert account.cloud.count("/api/v1/users/me") == 2
+
+
+@pytest.mark.parametrize(("count", "level"), [(0, None), (1, "INFO"), (2, "DEBUG"), (3, "DEBUG")])
+def test_verbosity_sets_the_library_logger_level(count: int, level: str | None) -> None:
+    logger = logging.getLogger("cloudcreds")
+    saved = logger.level
+    handler = cli_module._setup_logging(count)
+    try:
+        if level is None:
+            assert handler is None
+        else:
+            assert handler in logger.handlers
+            assert logging.getLevelName(logger.level) == level
+    finally:
+        if handler is not None:
+            logger.removeHandler(handler)
+        logger.setLevel(saved)
+
+
+# --------------------------------------------------------------------------- serve
+
+
+@asynccontextmanager
+async def serving(*args: str) -> AsyncIterator[tuple[asyncio.subprocess.Process, dict[str, str]]]:
+    """Start ``cloudcreds serve *args``; yield the process and the variables it exported."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "cloudcreds",
+        "serve",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=_env(None),
+    )
+    assert proc.stdout is not None
+    exports: dict[str, str] = {}
+    try:
+        while "SESSION_API_KEY" not in exports:
+            raw = await asyncio.wait_for(proc.stdout.readline(), CLI_TIMEOUT)
+            if not raw:
+                break
+            line = raw.decode().rstrip("\n")
+            if line.startswith("export "):
+                name, _, value = line[len("export ") :].partition("=")
+                exports[name] = shlex.split(value)[0]
+        yield proc, exports
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def test_serve_prints_credentials_serves_them_and_stops_on_sigint() -> None:
+    async with serving("--port", "0") as (proc, exports):
+        assert exports["OPENHANDS_CLOUD_API_URL"].startswith("http://127.0.0.1:")
+        assert exports["OPENHANDS_API_KEY"] == "demo-api-key"
+        assert exports["SANDBOX_ID"] == "sb-demo"
+        assert exports["SESSION_API_KEY"] == "demo-session-key"
+
+        result = await cli("llm", "--json", env=exports)
+        assert result.code == 0, result.err[-300:]
+        assert json.loads(result.out)["model"] == MODEL
+
+        proc.send_signal(signal.SIGINT)
+        _, err = await asyncio.wait_for(proc.communicate(), CLI_TIMEOUT)
+        assert proc.returncode == 0
+        assert b"Traceback" not in err
+
+
+async def test_serve_with_a_seed_file_stops_on_sigterm(tmp_path: Path) -> None:
+    seed = {
+        "users": [
+            {
+                "id": "user-a",
+                "api_key": "key-a",
+                "llm_model": "openai/gpt-4o",
+                "llm_api_key": "sk-a",
+                "secrets": [{"name": "TOKEN", "value": "v", "description": "a token"}],
+                "sandboxes": [
+                    {"id": "sb-a", "session_api_key": "session-a"},
+                    {"id": "sb-b", "session_api_key": "session-b", "running": False},
+                ],
+            }
+        ]
+    }
+    file = tmp_path / "seed.json"
+    file.write_text(json.dumps(seed))
+    async with serving("--seed", str(file)) as (proc, exports):
+        assert exports["OPENHANDS_API_KEY"] == "key-a"
+        assert exports["SANDBOX_ID"] == "sb-a"
+        assert exports["SESSION_API_KEY"] == "session-a"
+        proc.send_signal(signal.SIGTERM)
+        out, err = await asyncio.wait_for(proc.communicate(), CLI_TIMEOUT)
+        assert proc.returncode == 0
+        assert b"Traceback" not in err
+        # The other sandbox is listed as a comment line (read after the exports).
+        assert b"SANDBOX_ID=sb-b" in out
+        assert b"(not running)" in out
+
+
+async def test_serve_with_a_bad_seed_file_is_3(tmp_path: Path) -> None:
+    file = tmp_path / "seed.json"
+    file.write_text(json.dumps({"users": [{"id": 7}]}))
+    result = await cli("serve", "--seed", str(file))
+    line = assert_one_line_error(result, 3)
+    assert "users[0].id" in line
