@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
+from pydantic import ConfigDict, SecretStr
+
+from ._models import RedactedFrozenModel
 
 __all__ = ["LLM"]
 
 
-class LLM(BaseModel):
+class LLM(RedactedFrozenModel):
     """The user's LLM settings: model, API key and base URL, plus any overrides.
 
     Frozen. The key is a :class:`pydantic.SecretStr`: ``repr``, ``str`` and the default
@@ -28,21 +30,6 @@ class LLM(BaseModel):
     model: str
     api_key: SecretStr | None = None
     base_url: str | None = None
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        # pydantic's frozen-instance error shows the assigned value whatever
-        # hide_input_in_errors says; raise the same error without it, outside the
-        # handler so that the original is not even its __context__.
-        try:
-            super().__setattr__(name, value)
-            return
-        except ValidationError as exc:
-            title, errors = exc.title, exc.errors()
-        raise ValidationError.from_exception_data(
-            title,
-            [{"type": err["type"], "loc": err["loc"], "input": None} for err in errors],
-            hide_input=True,
-        )
 
     def to_litellm_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``litellm.completion`` and compatible clients.

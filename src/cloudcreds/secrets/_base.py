@@ -13,6 +13,7 @@ from pydantic_core import PydanticUndefined, to_jsonable_python
 
 from .._config import MASK
 from .._errors import ConfigurationError
+from .._models import RedactedFrozenModel
 from ._context import ResolveContext
 
 __all__ = [
@@ -42,7 +43,7 @@ def validation_message(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-class SecretSource(BaseModel):
+class SecretSource(RedactedFrozenModel):
     """Where a secret's value comes from: the plug-in base class.
 
     Subclass it with a new ``kind`` to add a source (a vault, a file...): the class
@@ -71,21 +72,6 @@ class SecretSource(BaseModel):
 
     #: Whether resolving may send network requests (informative).
     uses_network: ClassVar[bool] = False
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        # pydantic's frozen-instance error shows the assigned value whatever
-        # hide_input_in_errors says; raise the same error without it, outside the
-        # handler so that the original is not even its __context__.
-        try:
-            super().__setattr__(name, value)
-            return
-        except ValidationError as exc:
-            title, errors = exc.title, exc.errors()
-        raise ValidationError.from_exception_data(
-            title,
-            [{"type": err["type"], "loc": err["loc"], "input": None} for err in errors],
-            hide_input=True,
-        )
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
