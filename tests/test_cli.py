@@ -755,3 +755,31 @@ async def test_serve_with_a_bad_seed_file_is_3(tmp_path: Path) -> None:
     result = await cli("serve", "--seed", str(file))
     line = assert_one_line_error(result, 3)
     assert "users[0].id" in line
+
+
+INSECURE_ARGS = [
+    "llm",
+    "--url",
+    "http://cloud.example.com",
+    "--api-key",
+    "k",
+    "--sandbox-id",
+    "sb",
+    "--session-key",
+    "s",
+]
+
+
+def test_insecure_http_is_refused_with_a_hint_at_the_flag(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert cli_module.main(INSECURE_ARGS) == 3
+    err = capsys.readouterr().err
+    assert "--allow-insecure-http" in err
+    assert err.count("\n") == 1
+
+
+def test_allow_insecure_http_flag_reaches_the_workspace() -> None:
+    args = cli_module.build_parser().parse_args([*INSECURE_ARGS, "--allow-insecure-http"])
+    ws = cli_module._workspace(cli_module._settings(args))  # no request: nothing to close
+    assert ws.cloud_api_url == "http://cloud.example.com"

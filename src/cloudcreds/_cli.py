@@ -265,6 +265,11 @@ def _add_connection(parser: argparse.ArgumentParser, *, sandbox: bool) -> None:
         metavar="SECONDS",
         help="time limit of each attempt (default 30)",
     )
+    group.add_argument(
+        "--allow-insecure-http",
+        action="store_true",
+        help="allow an http:// URL to a host that is not loopback (keys travel in clear text)",
+    )
 
 
 def _subparser(
@@ -426,6 +431,7 @@ class _Settings:
     session_key: str
     retry: RetryPolicy | None
     timeout: float | None
+    allow_insecure_http: bool = False
 
 
 def _pick(flag: str | None, env: str) -> str | None:
@@ -457,7 +463,9 @@ def _settings(args: argparse.Namespace) -> _Settings:
     assert sandbox_id is not None
     assert session_key is not None
     retry, timeout = _retry_timeout(args)
-    return _Settings(url, api_key, sandbox_id, session_key, retry, timeout)
+    return _Settings(
+        url, api_key, sandbox_id, session_key, retry, timeout, args.allow_insecure_http
+    )
 
 
 def _workspace(s: _Settings) -> CloudWorkspace:
@@ -468,6 +476,7 @@ def _workspace(s: _Settings) -> CloudWorkspace:
         session_api_key=s.session_key,
         retry=s.retry,
         timeout=s.timeout,
+        allow_insecure_http=s.allow_insecure_http,
     )
 
 
@@ -753,7 +762,12 @@ def _cmd_gather(args: argparse.Namespace) -> int:
 
     async def fetch() -> dict[str, Credentials | CloudCredsError]:
         async with CloudClient(
-            url, api_key, retry=retry, timeout=timeout, max_concurrency=args.concurrency
+            url,
+            api_key,
+            retry=retry,
+            timeout=timeout,
+            max_concurrency=args.concurrency,
+            allow_insecure_http=args.allow_insecure_http,
         ) as client:
             return await client.gather_credentials(sandboxes, on_progress=progress)
 
