@@ -63,6 +63,15 @@ class ResolveContext:
 
     Use it as ``async with ResolveContext() as ctx:`` when you build one yourself;
     :class:`SecretResolver` and :meth:`SecretSource.get_value` build their own.
+
+    Args:
+        session: An aiohttp session to borrow (never closed here); ``None`` creates one
+            on first use.
+        retry: The retry policy for HTTP-based sources.
+        timeout: Per-attempt :class:`Timeouts`, or a float for the total.
+        trusted_origins: Origins lookups may be sent to; ``None`` follows
+            ``CLOUDCREDS_TRUSTED_ORIGINS``, else https:// or loopback http://.
+        max_body_size: Largest secret value accepted, in bytes.
     """
 
     __slots__ = ("_http", "trusted_origins")
