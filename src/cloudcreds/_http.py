@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import ipaddress
 import json
 import logging
 import math
 import time
 import warnings
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Final, NoReturn
+from collections.abc import Coroutine, Mapping
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, NoReturn
 
 import aiohttp
-import tenacity
 from yarl import URL
 
 from ._config import DEFAULT_MAX_BODY_SIZE, MAX_REDIRECTS, RetryPolicy, Timeouts
@@ -35,6 +34,9 @@ from ._errors import (
     status_error,
 )
 
+if TYPE_CHECKING:  # imported when a first attempt fails: importing cloudcreds costs less
+    import tenacity
+
 __all__ = ["Answer", "HTTPCore", "check_base_url", "is_loopback_host", "origin_of", "safe_url"]
 
 logger: Final = logging.getLogger("cloudcreds")
@@ -46,9 +48,12 @@ _CHUNK: Final = 64 * 1024
 _REDIRECT_STATUSES: Final = frozenset({301, 302, 303, 307, 308})
 
 
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """A successful (2xx) answer, its body fully read within the size limit."""
+class Answer(NamedTuple):
+    """A successful (2xx) answer, its body fully read within the size limit.
+
+    A named tuple rather than a frozen dataclass: one is built per request, and a
+    frozen dataclass's ``__init__`` costs several times more.
+    """
 
     body: bytes
     content_type: str
@@ -114,6 +119,7 @@ def origin_of(url: str | URL) -> str:
     return f"{scheme}://{host}"
 
 
+@functools.lru_cache(maxsize=256)  # asked for every lookup resolved; hosts are few
 def is_loopback_host(host: str | None) -> bool:
     """Whether ``host`` is ``localhost`` or a loopback IP address."""
     if not host:
@@ -153,7 +159,8 @@ def check_base_url(url: str, *, allow_insecure_http: bool, what: str = "cloud_ap
     if parsed.scheme == "http" and not allow_insecure_http and not is_loopback_host(parsed.host):
         raise ConfigurationError(
             f"refusing insecure http:// {what} {safe_url(text)!r}: keys would travel in clear "
-            "text. Use https://, or pass allow_insecure_http=True if you really mean it"
+            "text. Use https://, or pass allow_insecure_http=True (--allow-insecure-http on the "
+            "command line) if you really mean it"
         )
     return text
 
@@ -198,10 +205,6 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
 
 
 # --------------------------------------------------------------------------- the core
-
-
-def _content_type(resp: aiohttp.ClientResponse) -> tuple[str, str | None]:
-    return resp.content_type, resp.charset
 
 
 def _detail_from(body: bytes, fallback: str) -> str:
@@ -333,21 +336,28 @@ class HTTPCore:
             total = remaining if total is None else min(total, remaining)
         return aiohttp.ClientTimeout(total=total, sock_connect=t.connect, sock_read=t.read)
 
-    async def get(self, url: str, headers: Mapping[str, str]) -> Answer:
+    def get(self, url: str, headers: Mapping[str, str]) -> Coroutine[Any, Any, Answer]:
         """GET ``url`` and return its 2xx answer, retrying what the policy allows.
+
+        Await it: this returns :meth:`request`'s coroutine as is, one coroutine frame
+        fewer for every resumption of every request.
 
         Raises:
             CloudCredsError: the subclass that stands for the failure, ``from`` its cause.
         """
-        return await self.request("GET", url, headers)
+        return self.request("GET", url, headers)
 
     async def request(self, method: str, url: str, headers: Mapping[str, str]) -> Answer:
         """Send one request with the policy; see :meth:`get`."""
         if self._closed:
             raise ConfigurationError("this client is closed; create a new one")
         started = time.monotonic()
-        try:
-            return await self._attempt(method, url, headers, self._client_timeout, 1)
+        limiter = self._limiter
+        try:  # the first attempt, inlined: no extra coroutine on the success path
+            if limiter is None:
+                return await self._send(method, url, headers, self._client_timeout, 1)
+            async with limiter:
+                return await self._send(method, url, headers, self._client_timeout, 1)
         except _Retryable as failure:
             if self.retry.attempts <= 1 or method not in _IDEMPOTENT:
                 _raise_final(failure)
@@ -361,6 +371,8 @@ class HTTPCore:
         started: float,
         first: _Retryable,
     ) -> Answer:
+        import tenacity  # here, not at the top: only retries need it
+
         policy = self.retry
         deadline = None if policy.deadline is None else started + policy.deadline
         pending: list[_Retryable] = [first]
@@ -453,11 +465,23 @@ class HTTPCore:
                         logger.debug(
                             "%s %s -> %d (attempt %d)", method, safe_url(target), status, attempt
                         )
-                    if status < 300:
-                        body = await self._read_body(resp)
-                        ctype, charset = _content_type(resp)
+                    if 200 <= status < 300:  # a final 1xx (101) is no answer: an error
+                        received = resp.headers
+                        length = resp.content_length
+                        if (
+                            length is not None
+                            and length <= self.max_body_size
+                            and "Content-Encoding" not in received
+                        ):
+                            body = await resp.read()  # the common case, without a coroutine
+                        else:
+                            body = await self._read_body(resp)
                         return Answer(
-                            body, ctype, charset, str(target), resp.headers.get("X-Request-ID")
+                            body,
+                            resp.content_type,
+                            resp.charset,
+                            str(target),
+                            received.get("X-Request-ID"),
                         )
                     if status in _REDIRECT_STATUSES:
                         target = self._same_origin_redirect(resp, target)

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 from collections.abc import Iterable
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, NotRequired, TypeVar
 from urllib.parse import quote
 
 import aiohttp
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
+from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
 from ._config import DEFAULT_CLOUD_API_URL, DEFAULT_SESSION_KEY_ENV, MASK, RetryPolicy, Timeouts
 from ._errors import (
@@ -21,6 +23,7 @@ from ._errors import (
 )
 from ._http import Answer, HTTPCore, check_base_url, check_header_value, safe_url
 from ._llm import LLM
+from ._models import RedactedFrozenModel
 from .secrets import EnvHeaderLookupSecret
 from .secrets._base import validation_message
 from .secrets._env import check_env_name
@@ -28,12 +31,13 @@ from .secrets._env import check_env_name
 __all__ = ["CloudWorkspace", "Credentials"]
 
 _ME_PATH = "/api/v1/users/me?expose_secrets=true"
+_M = TypeVar("_M", bound=BaseModel)
 _SESSION_HEADER = "X-Session-API-Key"
 # Path segments that URL normalization resolves (even percent-encoded): never ids or names.
 _DOT_SEGMENTS = frozenset({".", ".."})
 
 
-class Credentials(BaseModel):
+class Credentials(RedactedFrozenModel):
     """What a sandbox inherits: LLM settings and references to the user's secrets.
 
     Frozen. Safe to log and serialize: the LLM key is masked and the secrets are
@@ -45,24 +49,8 @@ class Credentials(BaseModel):
             :class:`SecretResolver`.
     """
 
-    model_config = ConfigDict(frozen=True, hide_input_in_errors=True)
-
     llm: LLM
     secrets: dict[str, EnvHeaderLookupSecret]
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        # pydantic's frozen-instance error shows the assigned value whatever
-        # hide_input_in_errors says; raise the same error without it (as LLM does).
-        try:
-            super().__setattr__(name, value)
-            return
-        except ValidationError as exc:
-            title, errors = exc.title, exc.errors()
-        raise ValidationError.from_exception_data(
-            title,
-            [{"type": err["type"], "loc": err["loc"], "input": None} for err in errors],
-            hide_input=True,
-        )
 
 
 class _UserInfo(BaseModel):
@@ -73,14 +61,12 @@ class _UserInfo(BaseModel):
     llm_base_url: str | None = None
 
 
-class _SecretMeta(BaseModel):
-    model_config = ConfigDict(extra="ignore", hide_input_in_errors=True)
-
+class _SecretMeta(TypedDict):  # a dict, not a model: cheaper to build and to collect
     name: str
-    description: str | None = None
+    description: NotRequired[str | None]
 
 
-class _SecretList(BaseModel):
+class _SecretList(BaseModel):  # its config hides inputs in the errors of _SecretMeta too
     model_config = ConfigDict(extra="ignore", hide_input_in_errors=True)
 
     secrets: list[_SecretMeta]
@@ -101,6 +87,83 @@ def _secret(value: str | SecretStr | None, what: str, *, required: bool) -> Secr
         raise ConfigurationError(f"{what} is empty")
     check_header_value(raw, header=what, source=what)
     return value if isinstance(value, SecretStr) else SecretStr(raw)
+
+
+@functools.lru_cache(maxsize=1024)
+def _quote_part(name: str) -> str:
+    """``name`` quoted as one URL path segment (cached: a fan-out repeats the same names)."""
+    return quote(name, safe="")
+
+
+# A fan-out builds a Credentials, an LLM and a reference per secret for every sandbox,
+# from values already validated (or made here): build them the way model_construct does
+# (same __dict__, extra and private) at a third of its cost. The instances of a model
+# share one fields-set, which frozen models never change (model_copy copies it first).
+# If a model is not the one this was written for, model_construct or validation is used.
+_REF_FIELDS = ("kind", "description", "url", "headers", "env_headers")
+_REF_FIELDS_SET = set(_REF_FIELDS[1:])
+_REF_KIND = EnvHeaderLookupSecret.model_fields["kind"].default
+_CREDS_FIELDS = ("llm", "secrets")
+_CREDS_FIELDS_SET = set(_CREDS_FIELDS)
+_LLM_FIELDS = ("model", "api_key", "base_url")
+_LLM_FIELDS_SET = set(_LLM_FIELDS)
+
+
+def _constructible(cls: type[BaseModel], fields: tuple[str, ...]) -> bool:
+    return (
+        tuple(cls.model_fields) == fields
+        and cls.model_config.get("frozen") is True
+        and not cls.__pydantic_post_init__
+        and not cls.__private_attributes__
+    )
+
+
+_MODEL_SLOTS = ("__dict__", "__pydantic_fields_set__", "__pydantic_extra__", "__pydantic_private__")
+_FAST = (
+    BaseModel.__slots__ == _MODEL_SLOTS
+    and _constructible(EnvHeaderLookupSecret, _REF_FIELDS)
+    and _constructible(Credentials, _CREDS_FIELDS)
+    and _constructible(LLM, _LLM_FIELDS)
+)
+# BaseModel's slots, set through their descriptors (as pydantic does, minus a lookup).
+_set_dict = object.__setattr__
+_set_fields_set = vars(BaseModel)["__pydantic_fields_set__"].__set__
+_set_extra = vars(BaseModel)["__pydantic_extra__"].__set__
+_set_private = vars(BaseModel)["__pydantic_private__"].__set__
+_LLM_UNVALIDATED = (  # an LLM of the account's own settings needs no further validation
+    _FAST
+    and LLM.model_config.get("extra") == "allow"
+    and not any(
+        getattr(LLM.__pydantic_decorators__, kind)
+        for kind in ("validators", "field_validators", "root_validators", "model_validators")
+    )
+)
+
+
+def _construct(cls: type[_M], values: dict[str, Any], fields_set: set[str]) -> _M:
+    """``cls`` from trusted ``values``, without validation (see above)."""
+    if not _FAST:  # pragma: no cover - only if a model's fields change
+        return cls.model_construct(set(fields_set), **values)
+    model = cls.__new__(cls)
+    _set_dict(model, "__dict__", values)
+    _set_fields_set(model, fields_set)
+    _set_extra(model, {} if cls is LLM else None)
+    _set_private(model, None)
+    return model
+
+
+def _reference(
+    url: str, description: str | None, env_headers: dict[str, str]
+) -> EnvHeaderLookupSecret:
+    """An :class:`EnvHeaderLookupSecret` from trusted parts, without validation."""
+    values = {
+        "kind": _REF_KIND,
+        "description": description,
+        "url": url,
+        "headers": {},
+        "env_headers": env_headers,
+    }
+    return _construct(EnvHeaderLookupSecret, values, _REF_FIELDS_SET)
 
 
 def _parse(model: type[BaseModel], answer: Answer, what: str) -> Any:
@@ -202,7 +265,8 @@ class CloudWorkspace:
                 f"sandbox_id {sandbox_id!r} cannot be addressed: URLs resolve it as a path step"
             )
         try:
-            check_env_name(session_key_env)
+            if session_key_env != DEFAULT_SESSION_KEY_ENV:  # the default is a valid name
+                check_env_name(session_key_env)
         except (ValueError, TypeError):
             raise ConfigurationError(
                 "session_key_env must be an environment variable name"
@@ -312,13 +376,17 @@ class CloudWorkspace:
             raise ConfigurationError("this CloudWorkspace is closed; create a new one")
 
     async def _fetch_user(self) -> _UserInfo:
+        return self._user_from(await self._http.get(self._me_url, self._user_headers()))
+
+    def _user_headers(self) -> dict[str, str]:
         self._check_open()
-        headers = {
+        return {
             "Authorization": self._bearer,
             _SESSION_HEADER: self._session_key_value(),
             "Accept": "application/json",
         }
-        answer = await self._http.get(self._me_url, headers)
+
+    def _user_from(self, answer: Answer) -> _UserInfo:
         info: _UserInfo = _parse(_UserInfo, answer, "user settings")
         if info.llm_api_key is not None and info.llm_api_key.get_secret_value() == MASK:
             raise PermissionDeniedError(
@@ -337,6 +405,14 @@ class CloudWorkspace:
         return result
 
     def _make_llm(self, info: _UserInfo, overrides: dict[str, Any]) -> LLM:
+        if not overrides and info.llm_model and _LLM_UNVALIDATED:  # as parsed: no validation
+            api_key = info.llm_api_key
+            values = {
+                "model": info.llm_model,
+                "api_key": api_key if api_key is None or api_key.get_secret_value() else None,
+                "base_url": info.llm_base_url or None,
+            }
+            return _construct(LLM, values, _LLM_FIELDS_SET)
         model = overrides.pop("model", None) or info.llm_model
         if not model:
             raise ConfigurationError(
@@ -360,7 +436,7 @@ class CloudWorkspace:
     ) -> dict[str, EnvHeaderLookupSecret]:
         if missing not in ("error", "ignore"):
             raise ConfigurationError(f"missing must be 'error' or 'ignore', got {missing!r}")
-        available = {meta.name: meta for meta in listing.secrets}
+        available = {meta["name"]: meta for meta in listing.secrets}
         if names is None:
             wanted = list(available)
         else:
@@ -382,14 +458,13 @@ class CloudWorkspace:
                 f"the server listed a secret named {dotted[0]!r}, which cannot be addressed "
                 "in a URL path; rename it in the cloud settings"
             )
-        env_headers = {_SESSION_HEADER: self._session_key_env}
+        env = self._session_key_env
         prefix = self._secrets_url + "/"
         return {
-            name: EnvHeaderLookupSecret.model_construct(
-                url=prefix + quote(name, safe=""),
-                headers={},
-                env_headers=dict(env_headers),
-                description=available[name].description,
+            name: _reference(
+                prefix + _quote_part(name),
+                available[name].get("description"),
+                {_SESSION_HEADER: env},
             )
             for name in wanted
         }
@@ -450,13 +525,6 @@ class CloudWorkspace:
             missing: What to do with a requested name the account lacks.
             **llm_overrides: As for :meth:`get_llm`.
         """
-        info, listing = await self._fetch_both()
-        return Credentials.model_construct(
-            llm=self._make_llm(info, llm_overrides),
-            secrets=self._make_secrets(listing, names, missing),
-        )
-
-    async def _fetch_both(self) -> tuple[_UserInfo, _SecretList]:
         self._check_open()
         self._session_key_value()  # fail before any request when there is no key
         # asyncio's TaskGroup rather than anyio's: this runs once per sandbox of a
@@ -465,9 +533,14 @@ class CloudWorkspace:
         try:
             async with asyncio.TaskGroup() as tg:
                 listing = tg.create_task(self._fetch_secret_list())
-                user = await self._fetch_user()
+                # _fetch_user inlined: one coroutine frame fewer on every resumption
+                info = self._user_from(await self._http.get(self._me_url, self._user_headers()))
         except BaseExceptionGroup as group:
             error = group.exceptions[0]
         else:
-            return user, listing.result()
+            values = {
+                "llm": self._make_llm(info, llm_overrides),
+                "secrets": self._make_secrets(listing.result(), names, missing),
+            }
+            return _construct(Credentials, values, _CREDS_FIELDS_SET)
         raise error
