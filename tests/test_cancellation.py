@@ -40,6 +40,7 @@ from cloudcreds import (
     CloudClient,
     CloudWorkspace,
     Credentials,
+    PermissionDeniedError,
     RetryPolicy,
     SecretResolver,
     Timeouts,
@@ -325,3 +326,22 @@ async def test_a_cancelled_resolve_does_not_cancel_a_shared_fetch(
             value = await stayer
     assert value == CANARY_SECRET, "the remaining waiter did not get the value"
     assert account.cloud.count("/api/v1/sandboxes/*") == 1
+
+
+async def test_a_failure_after_the_other_request_succeeded_leaves_no_cancel_behind(
+    account: Account,
+) -> None:
+    """The secret list fails after the user request succeeded: the caller's task must not
+    keep a cancel request (Python 3.11's TaskGroup left one), or its next
+    ``asyncio.timeout`` would raise CancelledError instead of TimeoutError."""
+    account.cloud.set_latency(0.1, "/api/v1/sandboxes/*/settings/secrets")
+    account.cloud.inject("/api/v1/sandboxes/*/settings/secrets", Fault.status(403, detail="no"))
+    async with account.workspace() as ws:
+        with pytest.raises(PermissionDeniedError):
+            await ws.get_credentials()
+    task = asyncio.current_task()
+    assert task is not None
+    assert task.cancelling() == 0
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.01):
+            await asyncio.sleep(1)

@@ -803,3 +803,26 @@ async def test_dot_segment_secret_name_is_refused(account: Account, name: str) -
             await ws.get_secrets()
         secrets = await ws.get_secrets(["GITHUB_TOKEN"])  # other names still usable
     assert list(secrets) == ["GITHUB_TOKEN"]
+
+
+async def test_results_are_the_models_validation_would_build(account: Account) -> None:
+    """Fan-out builds results without re-validating: they must equal validated ones."""
+    async with account.workspace() as ws:
+        creds = await ws.get_credentials()
+    validated = Credentials.model_validate(creds.model_dump(mode="python"))
+    assert creds == validated
+    assert creds.model_fields_set == validated.model_fields_set
+    assert creds.llm.model_fields_set == validated.llm.model_fields_set
+    ref = creds.secrets["GITHUB_TOKEN"]
+    rebuilt = EnvHeaderLookupSecret(
+        url=ref.url, env_headers=dict(ref.env_headers), description=ref.description
+    )
+    assert ref == rebuilt
+    assert ref.model_fields_set == rebuilt.model_fields_set
+    # Instances share nothing mutable: a copy with an update leaves the others untouched.
+    other = creds.secrets["OPENAI_KEY"]
+    changed = ref.model_copy(update={"headers": {}})
+    assert "headers" in changed.model_fields_set
+    assert "headers" not in ref.model_fields_set
+    assert "headers" not in other.model_fields_set
+    assert ref.env_headers is not other.env_headers

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from types import TracebackType
 from typing import Any, Literal, NotRequired, TypeVar
 from urllib.parse import quote
@@ -32,6 +32,8 @@ __all__ = ["CloudWorkspace", "Credentials"]
 
 _ME_PATH = "/api/v1/users/me?expose_secrets=true"
 _M = TypeVar("_M", bound=BaseModel)
+_A = TypeVar("_A")
+_B = TypeVar("_B")
 _SESSION_HEADER = "X-Session-API-Key"
 # Path segments that URL normalization resolves (even percent-encoded): never ids or names.
 _DOT_SEGMENTS = frozenset({".", ".."})
@@ -101,7 +103,7 @@ def _quote_part(name: str) -> str:
 # share one fields-set, which frozen models never change (model_copy copies it first).
 # If a model is not the one this was written for, model_construct or validation is used.
 _REF_FIELDS = ("kind", "description", "url", "headers", "env_headers")
-_REF_FIELDS_SET = set(_REF_FIELDS[1:])
+_REF_FIELDS_SET = {"description", "url", "env_headers"}  # as a user would build one
 _REF_KIND = EnvHeaderLookupSecret.model_fields["kind"].default
 _CREDS_FIELDS = ("llm", "secrets")
 _CREDS_FIELDS_SET = set(_CREDS_FIELDS)
@@ -164,6 +166,40 @@ def _reference(
         "env_headers": env_headers,
     }
     return _construct(EnvHeaderLookupSecret, values, _REF_FIELDS_SET)
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # mark it retrieved: a failure that lost the race is not logged
+
+
+async def _both(first: Coroutine[Any, Any, _A], second: Coroutine[Any, Any, _B]) -> tuple[_A, _B]:
+    """Run two coroutines concurrently; the first failure cancels the other and is raised.
+
+    The failure is raised as is, never as a group. Not an ``asyncio.TaskGroup``: on
+    Python 3.11 a TaskGroup whose body has finished leaves its own cancel request on the
+    caller's task when a child fails afterwards, which turns a later ``asyncio.timeout``
+    of the caller into a bare ``CancelledError``.
+    """
+    loop = asyncio.get_running_loop()
+    one, two = loop.create_task(first), loop.create_task(second)
+    tasks = (one, two)
+    for task in tasks:
+        task.add_done_callback(_retrieve)
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    finally:  # a failure, or the caller's cancellation: stop the other request, and wait
+        unfinished = [task for task in tasks if not task.done()]
+        for task in unfinished:
+            task.cancel()
+        if unfinished:
+            await asyncio.wait(unfinished)
+    for task in tasks:
+        if not task.cancelled():
+            error = task.exception()
+            if error is not None:
+                raise error
+    return one.result(), two.result()
 
 
 def _parse(model: type[BaseModel], answer: Answer, what: str) -> Any:
@@ -376,17 +412,13 @@ class CloudWorkspace:
             raise ConfigurationError("this CloudWorkspace is closed; create a new one")
 
     async def _fetch_user(self) -> _UserInfo:
-        return self._user_from(await self._http.get(self._me_url, self._user_headers()))
-
-    def _user_headers(self) -> dict[str, str]:
         self._check_open()
-        return {
+        headers = {
             "Authorization": self._bearer,
             _SESSION_HEADER: self._session_key_value(),
             "Accept": "application/json",
         }
-
-    def _user_from(self, answer: Answer) -> _UserInfo:
+        answer = await self._http.get(self._me_url, headers)
         info: _UserInfo = _parse(_UserInfo, answer, "user settings")
         if info.llm_api_key is not None and info.llm_api_key.get_secret_value() == MASK:
             raise PermissionDeniedError(
@@ -527,20 +559,9 @@ class CloudWorkspace:
         """
         self._check_open()
         self._session_key_value()  # fail before any request when there is no key
-        # asyncio's TaskGroup rather than anyio's: this runs once per sandbox of a
-        # fan-out, and costs less than half as much. The first failure cancels the
-        # other request and is raised as is, never as a group.
-        try:
-            async with asyncio.TaskGroup() as tg:
-                listing = tg.create_task(self._fetch_secret_list())
-                # _fetch_user inlined: one coroutine frame fewer on every resumption
-                info = self._user_from(await self._http.get(self._me_url, self._user_headers()))
-        except BaseExceptionGroup as group:
-            error = group.exceptions[0]
-        else:
-            values = {
-                "llm": self._make_llm(info, llm_overrides),
-                "secrets": self._make_secrets(listing.result(), names, missing),
-            }
-            return _construct(Credentials, values, _CREDS_FIELDS_SET)
-        raise error
+        info, listing = await _both(self._fetch_user(), self._fetch_secret_list())
+        values = {
+            "llm": self._make_llm(info, llm_overrides),
+            "secrets": self._make_secrets(listing, names, missing),
+        }
+        return _construct(Credentials, values, _CREDS_FIELDS_SET)
