@@ -6,7 +6,6 @@ import asyncio
 import gc
 import logging
 import random
-import time
 import warnings
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -33,6 +32,7 @@ from conftest import (
     FAST_RETRY,
     Account,
     assert_no_canary,
+    wait_until,
 )
 
 ME = "/api/v1/users/me"
@@ -75,14 +75,6 @@ def assert_credentials(result: object, sandbox_id: str) -> None:
         assert ref.url.endswith(f"{secrets_path(sandbox_id)}/{name}")
         assert ref.env_headers == {"X-Session-API-Key": "SESSION_API_KEY"}
 
-
-async def wait_until(condition: Callable[[], bool], *, within: float = 5.0) -> None:
-    """Poll ``condition`` every few milliseconds; fail if it stays false for ``within`` s."""
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail("condition not reached in time")
-        await asyncio.sleep(0.005)
 
 
 # --------------------------------------------------------------------------- workspaces

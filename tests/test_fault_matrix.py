@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import email.utils
 import logging
-import re
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -58,6 +57,7 @@ from conftest import (
     CANARY_SESSION_KEY,
     Account,
     assert_no_canary,
+    retry_waits,
 )
 
 ATTEMPTS = 3
@@ -80,7 +80,6 @@ ME = "/api/v1/users/me"
 LIST = "/api/v1/sandboxes/sb-1/settings/secrets"
 VALUE = "/api/v1/sandboxes/sb-1/settings/secrets/GITHUB_TOKEN"
 
-RETRY_LINE = re.compile(r"retrying .* in (\d+\.\d+)s \(attempt (\d+) of (\d+)\)")
 
 MALFORMED = b'{"secrets": [{"name": "GITHUB_TOKEN"'
 HTML = b"<html><body>Sign in to continue</body></html>"
@@ -287,13 +286,6 @@ def _cases() -> list[pytest.ParameterSet]:
     return cases
 
 
-def _retry_waits(caplog: pytest.LogCaptureFixture) -> list[float]:
-    waits = []
-    for record in caplog.records:
-        if record.name == "cloudcreds" and (match := RETRY_LINE.search(record.getMessage())):
-            waits.append(float(match.group(1)))
-    return waits
-
 
 @pytest.mark.parametrize(("row", "op_name", "mode"), _cases())
 async def test_fault_matrix(
@@ -324,7 +316,7 @@ async def test_fault_matrix(
     elapsed = time.monotonic() - started
 
     requests = cloud.count(op.path)
-    waits = _retry_waits(caplog)
+    waits = retry_waits(caplog)
     assert elapsed < DEADLINE, "the call outlived its retry deadline"
     assert_no_canary(caplog.text)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 import aiohttp
@@ -31,7 +31,14 @@ from cloudcreds import (
     dump_secret_sources,
 )
 from cloudcreds.testing import Fault
-from conftest import CANARY_SECRET, CANARY_SESSION_KEY, FAST_RETRY, Account, assert_no_canary
+from conftest import (
+    CANARY_SECRET,
+    CANARY_SESSION_KEY,
+    FAST_RETRY,
+    Account,
+    assert_no_canary,
+    wait_until,
+)
 
 GITHUB = "GITHUB_TOKEN"
 OPENAI = "OPENAI_KEY"
@@ -53,14 +60,6 @@ def lookup(account: Account, name: str = GITHUB, key: str = CANARY_SESSION_KEY) 
     """A fresh reference holding the session key itself."""
     return LookupSecret(url=account.url + path(name), headers={"X-Session-API-Key": SecretStr(key)})
 
-
-async def wait_until(condition: Callable[[], bool], *, within: float = 5.0) -> None:
-    """Poll ``condition`` every few milliseconds; fail if it stays false for ``within`` s."""
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail("condition not reached in time")
-        await asyncio.sleep(0.005)
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import email.utils
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable
 
@@ -29,7 +28,14 @@ from cloudcreds import (
     Timeouts,
 )
 from cloudcreds.testing import FakeCloud, Fault
-from conftest import CANARY_API_KEY, CANARY_SESSION_KEY, FAST_RETRY, Account, assert_no_canary
+from conftest import (
+    CANARY_API_KEY,
+    CANARY_SESSION_KEY,
+    FAST_RETRY,
+    Account,
+    assert_no_canary,
+    retry_waits,
+)
 
 ME = "/api/v1/users/me"
 LIST = "/api/v1/sandboxes/sb-1/settings/secrets"
@@ -38,20 +44,11 @@ CALLS: dict[str, Callable[[CloudWorkspace], Awaitable[object]]] = {
     "get_llm": lambda ws: ws.get_llm(),
     "get_secrets": lambda ws: ws.get_secrets(),
 }
-RETRY_LINE = re.compile(r"retrying .* in (\d+\.\d+)s \(attempt (\d+) of (\d+)\)")
 
 
 def _http_date_in(seconds: float) -> str:
     return email.utils.formatdate(time.time() + seconds, usegmt=True)
 
-
-def _retry_waits(caplog: pytest.LogCaptureFixture) -> list[float]:
-    """The waits the library announced in its "retrying ... in X.XXs" lines."""
-    waits = []
-    for record in caplog.records:
-        if record.name == "cloudcreds" and (match := RETRY_LINE.search(record.getMessage())):
-            waits.append(float(match.group(1)))
-    return waits
 
 
 @pytest.fixture
@@ -158,7 +155,7 @@ async def test_persistent_drop_raises_connection_error(
     assert isinstance(error.__cause__, aiohttp.ClientError)
     # One library attempt may be two requests: aiohttp itself resends an idempotent
     # request once when a kept-alive connection is dropped.
-    assert len(_retry_waits(retry_logs)) == FAST_RETRY.attempts - 1
+    assert len(retry_waits(retry_logs)) == FAST_RETRY.attempts - 1
     assert FAST_RETRY.attempts <= cloud.count(PATHS[call]) <= 2 * FAST_RETRY.attempts
     assert cloud.count(PATHS[call]) < 20
     assert_no_canary(retry_logs.text + str(error) + repr(error.__cause__))
@@ -186,7 +183,7 @@ async def test_connection_refused_is_retried_then_raised(
             await ws.get_llm()
     error = info.value
     assert isinstance(error.__cause__, aiohttp.ClientConnectorError)
-    assert len(_retry_waits(retry_logs)) == FAST_RETRY.attempts - 1
+    assert len(retry_waits(retry_logs)) == FAST_RETRY.attempts - 1
     assert_no_canary(retry_logs.text + str(error))
 
 
@@ -293,7 +290,7 @@ async def test_deadline_cuts_a_long_retry_after(
         with pytest.raises(ServerError):
             await ws.get_llm()
     assert cloud.count(ME) == 1
-    assert _retry_waits(retry_logs) == []
+    assert retry_waits(retry_logs) == []
     assert time.monotonic() - started < 5
 
 
@@ -331,7 +328,7 @@ async def test_retry_after_is_honoured_and_capped(
     policy = RetryPolicy(attempts=2, initial_backoff=0, max_backoff=0, max_retry_after=cap)
     async with account.workspace(retry=policy) as ws:
         await ws.get_llm()
-    assert _retry_waits(retry_logs) == [pytest.approx(expected, abs=0.005)]
+    assert retry_waits(retry_logs) == [pytest.approx(expected, abs=0.005)]
     assert cloud.count(ME) == 2
 
 
@@ -343,7 +340,7 @@ async def test_backoff_is_used_without_retry_after(
     policy = RetryPolicy(attempts=3, initial_backoff=0.01, max_backoff=0.02, max_retry_after=5)
     async with account.workspace(retry=policy) as ws:
         await ws.get_llm()
-    waits = _retry_waits(retry_logs)
+    waits = retry_waits(retry_logs)
     assert len(waits) == 2
     assert 0 <= waits[0] <= 0.01
     assert 0 <= waits[1] <= 0.02
