@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 import aiohttp
 import pytest
-from pydantic import SecretStr
+from pydantic import BaseModel, ConfigDict, SecretStr
 
 from cloudcreds import (
     AuthenticationError,
@@ -30,6 +30,7 @@ from cloudcreds import (
     UntrustedOriginError,
     dump_secret_sources,
 )
+from cloudcreds._resolver import _cache_key
 from cloudcreds.testing import Fault
 from conftest import (
     CANARY_SECRET,
@@ -512,3 +513,38 @@ async def test_repr_hides_values(account: Account) -> None:
         assert await resolver.resolve(lookup(account)) == CANARY_SECRET
         assert "cached=1" in repr(resolver)
         assert_no_canary(repr(resolver))
+
+
+class _Endpoint(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    host: str
+    token: SecretStr
+    tags: list[str] = []
+
+
+class NestedKeySource(SecretSource):
+    """A user kind with a nested model and a list: its equal copies must share a fetch."""
+
+    kind: Literal["nested-key-test"] = "nested-key-test"
+    endpoint: _Endpoint
+    paths: list[str]
+
+    async def resolve(self, ctx: ResolveContext) -> str:
+        return self.endpoint.host
+
+
+def _nested(token: str, paths: list[str]) -> NestedKeySource:
+    endpoint = _Endpoint(host="h", token=SecretStr(token), tags=["a", "b"])
+    return NestedKeySource(endpoint=endpoint, paths=paths)
+
+
+def test_cache_key_is_equal_for_equal_sources_and_differs_on_any_value() -> None:
+    key = _cache_key(_nested("t1", ["x", "y"]))
+    assert key == _cache_key(_nested("t1", ["x", "y"]))
+    hash(key)
+    assert key != _cache_key(_nested("t2", ["x", "y"]))  # a secret value differs
+    assert key != _cache_key(_nested("t1", ["y", "x"]))  # list order matters
+    static = StaticSecret(value=SecretStr("v"))
+    assert _cache_key(static) != _cache_key(EnvSecret(env="v"))
+    assert _cache_key(static) != _cache_key(StaticSecret(value=SecretStr("v"), description="d"))

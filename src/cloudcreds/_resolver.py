@@ -11,7 +11,7 @@ from typing import Any
 
 import aiohttp
 import anyio
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr
 
 from ._config import DEFAULT_MAX_BODY_SIZE, DEFAULT_RESOLVER_CONCURRENCY, RetryPolicy, Timeouts
 from ._errors import CloudCredsError, ConfigurationError
@@ -25,10 +25,17 @@ __all__ = ["SecretResolver"]
 _SWEEP_MIN = 1024
 
 
+_ATOMS = (str, int, float, bool, bytes, type(None))
+
+
 def _freeze(value: Any) -> Hashable:
-    """A hashable, order-independent form of a dumped model (secret values included)."""
+    """A hashable, order-independent form of a field value (secret values included)."""
+    if isinstance(value, _ATOMS):
+        return value
     if isinstance(value, SecretStr):
         return ("\x00secret", value.get_secret_value())
+    if isinstance(value, BaseModel):  # a nested model: its class and its field values
+        return (type(value), _freeze(value.__dict__), _freeze(value.__pydantic_extra__))
     if isinstance(value, Mapping):
         return tuple(sorted((str(k), _freeze(v)) for k, v in value.items()))
     if isinstance(value, list | tuple):
@@ -57,8 +64,12 @@ def _cancelling() -> bool:
 
 
 def _cache_key(source: SecretSource) -> Hashable:
-    """Equal sources (same class, same field values) get equal keys. Memory only."""
-    return (type(source), _freeze(source.model_dump(mode="python", round_trip=True)))
+    """Equal sources (same class, same field values) get equal keys. Memory only.
+
+    Read from the validated field values themselves: a ``model_dump`` per resolve cost
+    most of a cache hit.
+    """
+    return _freeze(source)
 
 
 class SecretResolver:
