@@ -521,7 +521,6 @@ class CloudWorkspace:
     async def get_secrets(
         self,
         names: Iterable[str] | None = None,
-        *,
         missing: Literal["error", "ignore"] = "error",
     ) -> dict[str, EnvHeaderLookupSecret]:
         """References to the user's secrets, by name; no value is fetched.
