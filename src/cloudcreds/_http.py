@@ -560,12 +560,15 @@ class HTTPCore:
         return target
 
     async def _read_body(self, resp: aiohttp.ClientResponse) -> bytes:
+        """Read a body that may exceed the limit, counting (decompressed) bytes as they come.
+
+        A body with a known length within the limit and no encoding is read directly by
+        :meth:`_send`; everything else comes here.
+        """
         limit = self.max_body_size
         length = resp.content_length
-        if length is not None and "Content-Encoding" not in resp.headers:
-            if length > limit:
-                self._too_large(resp, limit)
-            return await resp.read()
+        if length is not None and length > limit and "Content-Encoding" not in resp.headers:
+            self._too_large(resp, limit)  # refused from the header, nothing read
         chunks: list[bytes] = []
         size = 0
         async for chunk in resp.content.iter_chunked(_CHUNK):
