@@ -38,6 +38,7 @@ import pytest
 from cloudcreds import (
     AuthenticationError,
     CloudClient,
+    CloudConnectionError,
     CloudWorkspace,
     Credentials,
     PermissionDeniedError,
@@ -345,3 +346,22 @@ async def test_a_failure_after_the_other_request_succeeded_leaves_no_cancel_behi
     with pytest.raises(TimeoutError):
         async with asyncio.timeout(0.01):
             await asyncio.sleep(1)
+
+
+async def test_the_other_requests_failure_interrupting_the_first_keeps_its_own_chain(
+    account: Account,
+) -> None:
+    """The list fails while the user request is still in flight: the caller gets the
+    list's error with its cause (the aiohttp error), not a CancelledError as context."""
+    account.cloud.set_latency(0.3, "/api/v1/users/me")
+    # Two drops: aiohttp itself resends once on a dropped keep-alive connection.
+    account.cloud.inject("/api/v1/sandboxes/*/settings/secrets", Fault.drop(), Fault.drop())
+    async with account.workspace(retry=RetryPolicy.no_retry()) as ws:
+        with pytest.raises(CloudConnectionError) as info:
+            await ws.get_credentials()
+        assert await ws.get_llm()  # still usable
+    assert isinstance(info.value.__cause__, aiohttp.ClientError)
+    assert not isinstance(info.value.__context__, asyncio.CancelledError)
+    task = asyncio.current_task()
+    assert task is not None
+    assert task.cancelling() == 0

@@ -168,38 +168,63 @@ def _reference(
     return _construct(EnvHeaderLookupSecret, values, _REF_FIELDS_SET)
 
 
-def _retrieve(task: asyncio.Task[Any]) -> None:
-    if not task.cancelled():
-        task.exception()  # mark it retrieved: a failure that lost the race is not logged
-
-
 async def _both(first: Coroutine[Any, Any, _A], second: Coroutine[Any, Any, _B]) -> tuple[_A, _B]:
     """Run two coroutines concurrently; the first failure cancels the other and is raised.
 
-    The failure is raised as is, never as a group. Not an ``asyncio.TaskGroup``: on
-    Python 3.11 a TaskGroup whose body has finished leaves its own cancel request on the
-    caller's task when a child fails afterwards, which turns a later ``asyncio.timeout``
-    of the caller into a bare ``CancelledError``.
+    ``first`` runs in the caller's task, ``second`` in a new one (a fan-out pays for one
+    task per sandbox, not two). The failure is raised as is, never as a group.
+
+    Not an ``asyncio.TaskGroup``: on Python 3.11 a TaskGroup whose body has finished
+    leaves its own cancel request on the caller's task when a child fails afterwards,
+    which turns a later ``asyncio.timeout`` of the caller into a bare ``CancelledError``.
+    Here the cancel request made to interrupt ``first`` is always taken back, and a
+    cancellation from outside always wins.
     """
-    loop = asyncio.get_running_loop()
-    one, two = loop.create_task(first), loop.create_task(second)
-    tasks = (one, two)
-    for task in tasks:
-        task.add_done_callback(_retrieve)
+    me = asyncio.current_task()
+    assert me is not None
+    other = asyncio.get_running_loop().create_task(second)
+    first_done = False
+    interrupted = False
+
+    def on_other_done(task: asyncio.Task[_B]) -> None:
+        nonlocal interrupted
+        if task.cancelled() or task.exception() is None or first_done:
+            return  # (task.exception() also marks a failure retrieved)
+        interrupted = True
+        me.cancel()  # stop ``first``: the other request failed
+
+    other.add_done_callback(on_other_done)
     try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-    finally:  # a failure, or the caller's cancellation: stop the other request, and wait
-        unfinished = [task for task in tasks if not task.done()]
-        for task in unfinished:
-            task.cancel()
-        if unfinished:
-            await asyncio.wait(unfinished)
-    for task in tasks:
-        if not task.cancelled():
-            error = task.exception()
-            if error is not None:
-                raise error
-    return one.result(), two.result()
+        try:
+            result = await first
+        finally:
+            first_done = True
+    except BaseException as exc:
+        # Take back our own request to stop ``first``, whatever ``first`` raised for it.
+        outside = me.uncancel() > 0 if interrupted else True
+        if outside or not isinstance(exc, asyncio.CancelledError):
+            await _stop(other)
+            raise
+    else:
+        if interrupted:  # ``first`` finished although asked to stop: take the request back
+            me.uncancel()
+        try:
+            return result, await other
+        except asyncio.CancelledError:
+            await _stop(other)
+            raise
+    # Only our own request stopped ``first``: raise the other's failure, outside the
+    # handler so that the CancelledError is not its __context__.
+    error = other.exception()
+    assert error is not None
+    raise error
+
+
+async def _stop(task: asyncio.Task[Any]) -> None:
+    """Cancel ``task`` and wait until it has finished (its failure is not raised)."""
+    if not task.done():
+        task.cancel()
+        await asyncio.wait((task,))
 
 
 def _parse(model: type[BaseModel], answer: Answer, what: str) -> Any:
