@@ -545,6 +545,10 @@ def test_cache_key_is_equal_for_equal_sources_and_differs_on_any_value() -> None
     hash(key)
     assert key != _cache_key(_nested("t2", ["x", "y"]))  # a secret value differs
     assert key != _cache_key(_nested("t1", ["y", "x"]))  # list order matters
+    one = LookupSecret(url="https://h/x", headers={"A": SecretStr("1"), "B": SecretStr("2")})
+    two = LookupSecret(url="https://h/x", headers={"B": SecretStr("2"), "A": SecretStr("1")})
+    assert one == two
+    assert _cache_key(one) == _cache_key(two)  # like dict equality: order does not matter
     static = StaticSecret(value=SecretStr("v"))
     assert _cache_key(static) != _cache_key(EnvSecret(env="v"))
     assert _cache_key(static) != _cache_key(StaticSecret(value=SecretStr("v"), description="d"))

@@ -34,10 +34,12 @@ def _freeze(value: Any) -> Hashable:
         return value
     if isinstance(value, SecretStr):
         return ("\x00secret", value.get_secret_value())
-    if isinstance(value, BaseModel):  # a nested model: its class and its field values
-        return (type(value), _freeze(value.__dict__), _freeze(value.__pydantic_extra__))
-    if isinstance(value, Mapping):
-        return tuple(sorted((str(k), _freeze(v)) for k, v in value.items()))
+    if isinstance(value, BaseModel):
+        # Its class, then its field values in the class's field order (fixed per class).
+        values = tuple(map(_freeze, value.__dict__.values()))
+        return (type(value), values, _freeze(value.__pydantic_extra__))
+    if isinstance(value, Mapping):  # order-independent, like dict equality
+        return frozenset((k, _freeze(v)) for k, v in value.items()) if value else ()
     if isinstance(value, list | tuple):
         return tuple(_freeze(v) for v in value)
     if isinstance(value, set | frozenset):
