@@ -10,7 +10,6 @@ from types import TracebackType
 from typing import Any
 
 import aiohttp
-import anyio
 from pydantic import BaseModel, SecretStr
 
 from ._config import DEFAULT_MAX_BODY_SIZE, DEFAULT_RESOLVER_CONCURRENCY, RetryPolicy, Timeouts
@@ -63,6 +62,10 @@ def _cancelling() -> bool:
     """Whether the current task has been asked to cancel."""
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
+
+
+def _closed_while_resolving() -> ConfigurationError:
+    return ConfigurationError("this SecretResolver was closed while resolving")
 
 
 def _cache_key(source: SecretSource) -> Hashable:
@@ -159,10 +162,31 @@ class SecretResolver:
             SecretResolutionError: The source could not produce a value.
             CloudCredsError: The typed error of an HTTP failure.
         """
+        self._check_open()
+        joined = self._join(
+            source if isinstance(source, SecretSource) else parse_secret_source(source)
+        )
+        if isinstance(joined, str):
+            return joined
+        key, flight = joined
+        task = flight.task
+        flight.waiters += 1
+        try:
+            # shield: one caller's cancellation must not cancel the fetch others share.
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.cancelled() and not _cancelling():
+                raise _closed_while_resolving() from None  # aclose(), not this caller
+            raise
+        finally:
+            self._release(key, flight)
+
+    def _check_open(self) -> None:
         if self._closed:
             raise ConfigurationError("this SecretResolver is closed; create a new one")
-        if not isinstance(source, SecretSource):
-            source = parse_secret_source(source)
+
+    def _join(self, source: SecretSource) -> str | tuple[Hashable, _Flight]:
+        """A cached value of ``source``, else the fetch for it (started if none is running)."""
         key = _cache_key(source)
         if self._ttl is not None:
             hit = self._cache.get(key)
@@ -177,26 +201,16 @@ class SecretResolver:
             self._inflight[key] = flight
             self._tasks.add(task)
             task.add_done_callback(functools.partial(self._settle, key, flight))
-        return await self._wait(key, flight)
+        return key, flight
 
-    async def _wait(self, key: Hashable, flight: _Flight) -> str:
-        task = flight.task
-        flight.waiters += 1
-        try:
-            # shield: one caller's cancellation must not cancel the fetch others share.
-            return await asyncio.shield(task)
-        except asyncio.CancelledError:
-            if task.cancelled() and not _cancelling():
-                # The fetch was cancelled by aclose(), not this caller.
-                raise ConfigurationError("this SecretResolver was closed while resolving") from None
-            raise
-        finally:
-            flight.waiters -= 1
-            if not flight.waiters and not task.done():
-                # Every caller gave up (cancelled): stop the fetch; later callers start anew.
-                if self._inflight.get(key) is flight:
-                    del self._inflight[key]
-                task.cancel()
+    def _release(self, key: Hashable, flight: _Flight) -> None:
+        """One waiter of ``flight`` is gone; when none is left, stop the fetch."""
+        flight.waiters -= 1
+        if not flight.waiters and not flight.task.done():
+            # Every caller gave up (cancelled): stop the fetch; later callers start anew.
+            if self._inflight.get(key) is flight:
+                del self._inflight[key]
+            flight.task.cancel()
 
     async def _fetch(self, source: SecretSource) -> str:
         async with self._limiter:
@@ -230,22 +244,8 @@ class SecretResolver:
         Returns:
             Name -> value, in the order of ``sources``.
         """
-        values: dict[str, str] = {}
-        errors: list[Exception] = []
-
-        async def one(name: str, source: SecretSource | Mapping[str, Any]) -> None:
-            try:
-                values[name] = await self.resolve(source)
-            except Exception as exc:
-                errors.append(exc)
-                tg.cancel_scope.cancel()
-
-        async with anyio.create_task_group() as tg:
-            for name, source in sources.items():
-                tg.start_soon(one, name, source)
-        if errors:
-            raise errors[0]
-        return {name: values[name] for name in sources}
+        # settle=False raises the first error: what is left are values only.
+        return await self._resolve_many(sources, settle=False)  # type: ignore[return-value]
 
     async def resolve_all_settled(
         self, sources: Mapping[str, SecretSource | Mapping[str, Any]]
@@ -255,23 +255,54 @@ class SecretResolver:
         Only :class:`CloudCredsError` is settled; anything else (a bug in a custom
         source) propagates and cancels the rest.
         """
+        return await self._resolve_many(sources, settle=True)
+
+    async def _resolve_many(
+        self, sources: Mapping[str, SecretSource | Mapping[str, Any]], *, settle: bool
+    ) -> dict[str, str | CloudCredsError]:
+        """Join one fetch per distinct source and wait for them together.
+
+        No task per name: each name waits on the shared fetch of its source, as
+        :meth:`resolve` does, and a fetch nobody waits for any more is cancelled.
+        """
+        self._check_open()
         results: dict[str, str | CloudCredsError] = {}
-        fatal: list[Exception] = []
-
-        async def one(name: str, source: SecretSource | Mapping[str, Any]) -> None:
-            try:
-                results[name] = await self.resolve(source)
-            except CloudCredsError as exc:
-                results[name] = exc
-            except Exception as exc:  # not a resolution failure: raise it as itself
-                fatal.append(exc)
-                tg.cancel_scope.cancel()
-
-        async with anyio.create_task_group() as tg:
+        waiting: dict[str, tuple[Hashable, _Flight]] = {}
+        try:
             for name, source in sources.items():
-                tg.start_soon(one, name, source)
-        if fatal:
-            raise fatal[0]
+                try:
+                    if not isinstance(source, SecretSource):
+                        source = parse_secret_source(source)
+                except CloudCredsError as exc:
+                    if not settle:
+                        raise
+                    results[name] = exc
+                    continue
+                joined = self._join(source)
+                if isinstance(joined, str):
+                    results[name] = joined
+                else:
+                    joined[1].waiters += 1
+                    waiting[name] = joined
+            if waiting:
+                await asyncio.wait(
+                    {flight.task for _, flight in waiting.values()},
+                    return_when=asyncio.ALL_COMPLETED if settle else asyncio.FIRST_EXCEPTION,
+                )
+            for name, (_, flight) in waiting.items():
+                task = flight.task
+                if not task.done():  # the wait ended early: another fetch failed
+                    continue
+                error = _closed_while_resolving() if task.cancelled() else task.exception()
+                if error is None:
+                    results[name] = task.result()
+                elif settle and isinstance(error, CloudCredsError):
+                    results[name] = error
+                else:
+                    raise error
+        finally:
+            for key, flight in waiting.values():
+                self._release(key, flight)
         return {name: results[name] for name in sources}
 
     def invalidate(self, source: SecretSource | Mapping[str, Any] | None = None) -> None:
