@@ -715,32 +715,39 @@ def _verdict(value: float, *, at_most: float | None = None, at_least: float | No
     return f"≥ {at_least:g} {'✅' if value >= at_least else '❌'}"
 
 
+_Row = tuple[str, str, str, str, str, str]
+
+
+def _cpu_and_wall_rows(label: str, r: Mapping[str, Any], goal: str) -> list[_Row]:
+    """The client-CPU and wall-time rows of a cloudcreds vs raw aiohttp comparison."""
+    return [
+        (
+            label,
+            "client CPU (s)",
+            _spread(r["cpu_seconds"]["cloudcreds"], ".3f"),
+            _spread(r["cpu_seconds"]["raw_aiohttp"], ".3f") + " raw aiohttp",
+            _spread(r["cpu_ratio"], ".2f"),
+            goal,
+        ),
+        (
+            "",
+            "wall (s)",
+            _spread(r["wall_seconds"]["cloudcreds"], ".3f"),
+            _spread(r["wall_seconds"]["raw_aiohttp"], ".3f") + " raw aiohttp",
+            _spread(r["wall_ratio"], ".2f"),
+            "",
+        ),
+    ]
+
+
 def render_table(results: Mapping[str, Mapping[str, Any]]) -> str:
     """One markdown table of every benchmark present in ``results``."""
-    rows: list[tuple[str, str, str, str, str, str]] = []
+    rows: list[_Row] = []
     if "overhead" in results:
         r = results["overhead"]
         n = r["params"]["sandboxes"]
-        rows.append(
-            (
-                f"gather_credentials, {n:,} sandboxes",
-                "client CPU (s)",
-                _spread(r["cpu_seconds"]["cloudcreds"], ".3f"),
-                _spread(r["cpu_seconds"]["raw_aiohttp"], ".3f") + " raw aiohttp",
-                _spread(r["cpu_ratio"], ".2f"),
-                _verdict(r["cpu_ratio"]["median"], at_most=r["goal"]["cpu_ratio_max"]),
-            )
-        )
-        rows.append(
-            (
-                "",
-                "wall (s)",
-                _spread(r["wall_seconds"]["cloudcreds"], ".3f"),
-                _spread(r["wall_seconds"]["raw_aiohttp"], ".3f") + " raw aiohttp",
-                _spread(r["wall_ratio"], ".2f"),
-                "",
-            )
-        )
+        goal = _verdict(r["cpu_ratio"]["median"], at_most=r["goal"]["cpu_ratio_max"])
+        rows += _cpu_and_wall_rows(f"gather_credentials, {n:,} sandboxes", r, goal)
         rows.append(
             (
                 "",
@@ -786,26 +793,7 @@ def render_table(results: Mapping[str, Mapping[str, Any]]) -> str:
     if "resolver" in results:
         r = results["resolver"]
         n = r["params"]["references"]
-        rows.append(
-            (
-                f"SecretResolver.resolve_all, {n:,} references",
-                "client CPU (s)",
-                _spread(r["cpu_seconds"]["cloudcreds"], ".3f"),
-                _spread(r["cpu_seconds"]["raw_aiohttp"], ".3f") + " raw aiohttp",
-                _spread(r["cpu_ratio"], ".2f"),
-                "",
-            )
-        )
-        rows.append(
-            (
-                "",
-                "wall (s)",
-                _spread(r["wall_seconds"]["cloudcreds"], ".3f"),
-                _spread(r["wall_seconds"]["raw_aiohttp"], ".3f") + " raw aiohttp",
-                _spread(r["wall_ratio"], ".2f"),
-                "",
-            )
-        )
+        rows += _cpu_and_wall_rows(f"SecretResolver.resolve_all, {n:,} references", r, "")
         rows.append(
             (
                 "cached resolve (cache_ttl set)",
