@@ -133,6 +133,23 @@ def is_loopback_host(host: str | None) -> bool:
         return False
 
 
+def parse_http_url(url: str) -> URL:
+    """Parse an absolute ``http(s)://`` URL without user info.
+
+    Raises:
+        ValueError: With the reason (safe to show: it never echoes the URL).
+    """
+    try:
+        parsed = URL(url)
+    except (ValueError, TypeError):
+        raise ValueError("is not a valid URL") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ValueError("must be an absolute http(s) URL such as https://app.all-hands.dev")
+    if parsed.user is not None or parsed.password is not None:
+        raise ValueError("must not contain user info; pass keys as arguments or headers")
+    return parsed
+
+
 def check_base_url(url: str, *, allow_insecure_http: bool, what: str = "cloud_api_url") -> str:
     """Validate a base URL and return it without a trailing slash.
 
@@ -144,25 +161,21 @@ def check_base_url(url: str, *, allow_insecure_http: bool, what: str = "cloud_ap
         raise ConfigurationError(f"{what} must be a non-empty URL string")
     text = url.strip().rstrip("/")
     try:
-        parsed = URL(text)
-    except (ValueError, TypeError):
-        raise ConfigurationError(f"{what} is not a valid URL") from None
-    if parsed.scheme not in ("http", "https") or not parsed.host:
-        raise ConfigurationError(
-            f"{what} must be an absolute http(s) URL such as https://app.all-hands.dev, "
-            f"got {safe_url(text)!r}"
-        )
-    if parsed.user is not None or parsed.password is not None:
-        raise ConfigurationError(f"{what} must not contain user info; pass keys as arguments")
-    if parsed.query_string or parsed.fragment:
-        raise ConfigurationError(f"{what} must not contain a query string or fragment")
-    if parsed.scheme == "http" and not allow_insecure_http and not is_loopback_host(parsed.host):
-        raise ConfigurationError(
-            f"refusing insecure http:// {what} {safe_url(text)!r}: keys would travel in clear "
-            "text. Use https://, or pass allow_insecure_http=True (--allow-insecure-http on the "
-            "command line) if you really mean it"
-        )
-    return text
+        parsed = parse_http_url(text)
+    except ValueError as exc:
+        reason = str(exc)
+    else:
+        if parsed.query_string or parsed.fragment:
+            raise ConfigurationError(f"{what} must not contain a query string or fragment")
+        insecure = parsed.scheme == "http" and not is_loopback_host(parsed.host)
+        if insecure and not allow_insecure_http:
+            raise ConfigurationError(
+                f"refusing insecure http:// {what} {safe_url(text)!r}: keys would travel in "
+                "clear text. Use https://, or pass allow_insecure_http=True "
+                "(--allow-insecure-http on the command line) if you really mean it"
+            )
+        return text
+    raise ConfigurationError(f"{what} {reason}, got {safe_url(text)!r}")
 
 
 def check_header_value(
