@@ -8,7 +8,8 @@ from typing import ClassVar, Literal
 from pydantic import SecretStr, field_validator
 
 from .._errors import SecretResolutionError
-from .._http import check_header_value, parse_http_url
+from .._headers import check_header_value, has_control_char
+from .._urls import parse_http_url
 from ._base import SecretSource
 from ._context import ResolveContext
 from ._env import check_env_name, read_env
@@ -52,8 +53,11 @@ class LookupSecret(SecretSource):
         for name, value in headers.items():
             _check_header_name(name)
             raw = value.get_secret_value()
-            if "\r" in raw or "\n" in raw or "\x00" in raw:
-                raise ValueError(f"header {name} holds a CR, LF or NUL character")
+            if has_control_char(raw):
+                raise ValueError(
+                    f"header {name} holds a control character "
+                    "(CR, LF or NUL, or another C0 control or DEL)"
+                )
         return headers
 
     def _request_headers(self) -> dict[str, str]:
