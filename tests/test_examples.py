@@ -95,7 +95,7 @@ EXAMPLE_CASES = (
     Example(
         "custom_source.py",
         (
-            r'^dumped: .*"kind": "vault"',
+            r'^dumped: .*"kind": "VaultSecret"',
             r"^loaded: GITHUB_TOKEN=VaultSecret, DEPLOY_KEY=EnvSecret$",
             r"^resolved GITHUB_TOKEN: 27 characters",
             r"^refused: UntrustedOriginError: ",
