@@ -47,7 +47,8 @@ from cloudcreds import (
     Timeouts,
 )
 from cloudcreds.testing import Fault
-from conftest import CANARY_API_KEY, CANARY_SECRET, CANARY_SESSION_KEY, Account
+
+from _helpers import CANARY_API_KEY, CANARY_SECRET, CANARY_SESSION_KEY, Account
 
 ME = "/api/v1/users/me"
 ALL_SECRET_VALUES = "/api/v1/sandboxes/*/settings/secrets/*"

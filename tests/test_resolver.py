@@ -32,7 +32,8 @@ from cloudcreds import (
 )
 from cloudcreds._resolver import _cache_key
 from cloudcreds.testing import Fault
-from conftest import (
+
+from _helpers import (
     CANARY_SECRET,
     CANARY_SESSION_KEY,
     FAST_RETRY,
