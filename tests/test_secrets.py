@@ -30,7 +30,8 @@ from cloudcreds import (
 )
 from cloudcreds.secrets import known_kinds
 from cloudcreds.testing import FakeCloud
-from conftest import (
+
+from _helpers import (
     CANARY_API_KEY,
     CANARY_SECRET,
     CANARY_SESSION_KEY,
