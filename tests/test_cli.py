@@ -16,7 +16,6 @@ import logging
 import os
 import shlex
 import signal
-import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -47,13 +46,15 @@ from cloudcreds.cli._args import USERS_ME, connection
 from cloudcreds.cli._gather import ProgressBar
 from cloudcreds.cli._main import setup_logging
 from cloudcreds.testing import FakeCloud, Fault
-from conftest import (
+
+from _helpers import (
     CANARY_API_KEY,
     CANARY_LLM_KEY,
     CANARY_SECRET,
     CANARY_SESSION_KEY,
     Account,
     assert_no_canary,
+    closed_port,
 )
 
 #: Bound on one CLI run (start-up included); generous for a loaded 2-core machine.
@@ -137,13 +138,6 @@ def assert_one_line_error(result: Result, code: int) -> str:
 def same(value: str, expected: str) -> bool:
     """Compare secret-bearing text without letting pytest print either side."""
     return value == expected
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 def env_probe(expect: Mapping[str, str | None], ok_code: int) -> str:

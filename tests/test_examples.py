@@ -24,7 +24,8 @@ from pathlib import Path
 import pytest
 
 from cloudcreds.testing import FakeCloud
-from conftest import CANARY_API_KEY, CANARY_SESSION_KEY, Account, assert_no_canary
+
+from _helpers import CANARY_API_KEY, CANARY_SESSION_KEY, Account, assert_no_canary
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -95,7 +96,7 @@ EXAMPLE_CASES = (
     Example(
         "custom_source.py",
         (
-            r'^dumped: .*"kind": "vault"',
+            r'^dumped: .*"kind": "VaultSecret"',
             r"^loaded: GITHUB_TOKEN=VaultSecret, DEPLOY_KEY=EnvSecret$",
             r"^resolved GITHUB_TOKEN: 27 characters",
             r"^refused: UntrustedOriginError: ",

@@ -12,7 +12,8 @@ import pytest
 from cloudcreds import CloudWorkspace, ConfigurationError, sync
 from cloudcreds._config import DEFAULT_CLOUD_API_URL
 from cloudcreds._settings import LIBRARY_NAMES, SettingNames, Settings, read_settings
-from conftest import CANARY_API_KEY, CANARY_SESSION_KEY, Account, assert_no_canary
+
+from _helpers import CANARY_API_KEY, CANARY_SESSION_KEY, Account, assert_no_canary
 
 ENV = {
     "OPENHANDS_CLOUD_API_URL": "https://env.example.com",

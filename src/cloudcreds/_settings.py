@@ -20,7 +20,7 @@ from pydantic import SecretStr
 
 from ._config import DEFAULT_CLOUD_API_URL, DEFAULT_SESSION_KEY_ENV
 from ._errors import ConfigurationError
-from ._http import check_header_value
+from ._headers import check_header_value
 
 __all__ = [
     "API_KEY_ENV",
