@@ -9,7 +9,6 @@ fixture's, served by the test's own event loop (the subprocess is driven with
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import io
 import json
 import logging
@@ -18,14 +17,27 @@ import shlex
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 import cloudcreds
+from _cli_runner import (
+    BASE_URL,
+    CLI_TIMEOUT,
+    MASK,
+    MODEL,
+    OTHER_SECRET,
+    assert_ok,
+    assert_one_line_error,
+    cli,
+    cli_env,
+    env_probe,
+    same,
+    sandbox_vars,
+)
 from cloudcreds import (
     APIStatusError,
     AuthenticationError,
@@ -56,111 +68,6 @@ from _helpers import (
     assert_no_canary,
     closed_port,
 )
-
-#: Bound on one CLI run (start-up included); generous for a loaded 2-core machine.
-CLI_TIMEOUT = 30.0
-MODEL = "anthropic/claude-sonnet-4-5"
-BASE_URL = "https://llm-proxy.example.com"
-OTHER_SECRET = "sk-other-value"  # the account's OPENAI_KEY: not a canary
-MASK = "**********"
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def output(self) -> str:
-        return self.out + self.err
-
-
-def _env(extra: Mapping[str, str] | None) -> dict[str, str]:
-    # os.environ holds none of the library's variables (clean_environ); show every
-    # warning, so an unclosed session (ResourceWarning) would appear on stderr.
-    return {**os.environ, "PYTHONWARNINGS": "default", **(extra or {})}
-
-
-async def cli(
-    *args: str, env: Mapping[str, str] | None = None, stdin: bytes | None = None
-) -> Result:
-    """Run ``python -m cloudcreds *args`` to completion without blocking the loop."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "cloudcreds",
-        *args,
-        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=_env(env),
-    )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(stdin), CLI_TIMEOUT)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    assert proc.returncode is not None
-    return Result(proc.returncode, out.decode(), err.decode())
-
-
-def sandbox_vars(account: Account, **changes: str) -> dict[str, str]:
-    """The environment of the account's sandbox (canary keys)."""
-    return {
-        "OPENHANDS_CLOUD_API_URL": account.url,
-        "OPENHANDS_API_KEY": CANARY_API_KEY,
-        "SANDBOX_ID": account.sandbox.id,
-        "SESSION_API_KEY": CANARY_SESSION_KEY,
-        **changes,
-    }
-
-
-def assert_ok(result: Result) -> None:
-    assert result.code == 0, f"exit {result.code}: {result.err[-500:]}"
-    assert "Traceback" not in result.err
-    assert "Warning" not in result.err
-    assert_no_canary(result.output)
-
-
-def assert_one_line_error(result: Result, code: int) -> str:
-    """The error contract: the exit code, one stderr line, no traceback, no secret."""
-    assert_no_canary(result.output)
-    assert result.code == code, f"exit {result.code}, wanted {code}: {result.err[-500:]}"
-    assert "Traceback" not in result.err
-    lines = result.err.splitlines()
-    assert len(lines) == 1, f"stderr has {len(lines)} lines"
-    assert lines[0].startswith("cloudcreds: error: ")
-    return lines[0]
-
-
-def same(value: str, expected: str) -> bool:
-    """Compare secret-bearing text without letting pytest print either side."""
-    return value == expected
-
-
-def env_probe(expect: Mapping[str, str | None], ok_code: int) -> str:
-    """Code for ``python -c``: exit ``ok_code`` iff each variable holds the expected value.
-
-    ``None`` means the variable must be absent. Values are compared through SHA-256, so
-    the secrets appear neither in the child's command line nor in any output; on a
-    mismatch the child exits with 100 + a bitmask of the failed checks.
-    """
-    digests = {
-        name: None if value is None else hashlib.sha256(value.encode()).hexdigest()
-        for name, value in expect.items()
-    }
-    return (
-        "import hashlib, os, sys\n"
-        f"checks = {digests!r}\n"
-        "bad = 0\n"
-        "for i, (name, digest) in enumerate(checks.items()):\n"
-        "    value = os.environ.get(name)\n"
-        "    got = None if value is None else hashlib.sha256(value.encode()).hexdigest()\n"
-        "    bad |= (got != digest) << i\n"
-        f"sys.exit({ok_code} if not bad else 100 + bad)\n"
-    )
 
 
 def demo_values() -> list[str]:
@@ -457,7 +364,7 @@ async def test_run_forwards_signals_to_the_child(
         child,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env=_env(sandbox_vars(account)),
+        env=cli_env(sandbox_vars(account)),
     )
     try:
         ready = await asyncio.wait_for(proc.stdout.readline(), CLI_TIMEOUT)  # type: ignore[union-attr]
@@ -606,34 +513,6 @@ def test_usage_errors_are_2(args: list[str], capsys: pytest.CaptureFixture[str])
     assert ": error: " in err.splitlines()[-1]
 
 
-async def test_interrupt_is_130(account: Account) -> None:
-    account.cloud.set_latency(5, "/api/v1/users/me")
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "cloudcreds",
-        "llm",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=_env(sandbox_vars(account)),
-    )
-    try:
-        deadline = time.monotonic() + CLI_TIMEOUT
-        while account.cloud.in_flight == 0:  # wait until the request is being served
-            assert time.monotonic() < deadline, "the request never arrived"
-            assert proc.returncode is None, "the command exited early"
-            await asyncio.sleep(0.01)
-        proc.send_signal(signal.SIGINT)
-        out, err = await asyncio.wait_for(proc.communicate(), CLI_TIMEOUT)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    assert proc.returncode == 130
-    assert err.decode() == "cloudcreds: interrupted\n"
-    assert out == b""
-
-
 # --------------------------------------------------------------------------- logging
 
 
@@ -678,7 +557,7 @@ async def serving(*args: str) -> AsyncIterator[tuple[asyncio.subprocess.Process,
         *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env=_env(None),
+        env=cli_env(None),
     )
     assert proc.stdout is not None
     exports: dict[str, str] = {}

@@ -7,7 +7,6 @@ import asyncio
 import json
 import shlex
 import signal
-import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from .._errors import CloudCredsError, ConfigurationError
 from .._workspace import CloudWorkspace
 from ._args import API_KEY_ENV, SANDBOX_ENV, SESSION_ENV, URL_ENV, add_subparser, tcp_port
 from ._exits import ExitCode
-from ._output import llm_data, print_json, table
+from ._output import llm_data, print_json, table, write
 from ._product import resolve_as_sandbox
 
 if TYPE_CHECKING:
@@ -100,7 +99,11 @@ async def _demo_report() -> dict[str, Any]:
             timeouts=None,
             trusted_origins=[cloud.url],  # the demo trusts its own embedded fake
         )
-        lengths = {name: len(value) for name, value in values.items()}
+        lengths: dict[str, int] = {}
+        for name, value in values.items():
+            if isinstance(value, CloudCredsError):
+                raise value
+            lengths[name] = len(value)
         del values
         resolve = _Phase(len(cloud.requests), cloud.peak_in_flight, time.perf_counter() - started)
         url = cloud.url
@@ -191,7 +194,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if args.json:
         print_json(report)
     else:
-        print("\n".join(_demo_text(report)))
+        write("\n".join(_demo_text(report)) + "\n")
     return ExitCode.OK
 
 
@@ -261,8 +264,7 @@ async def _serve(host: str, port: int, seed: Any, origin: str) -> int:
                 f"cannot listen on {host}:{port}: {exc.strerror or exc}"
             ) from None
         try:
-            sys.stdout.write("\n".join(_serve_lines(cloud)) + "\n")
-            sys.stdout.flush()
+            write("\n".join(_serve_lines(cloud)) + "\n")
             await stop.wait()
         finally:
             await cloud.stop()

@@ -6,20 +6,21 @@ import argparse
 import asyncio
 import contextlib
 import os
-import sys
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from pydantic import SecretStr
 
 from .._config import MASK, RetryPolicy, Timeouts
+from .._errors import CloudCredsError, ConfigurationError
 from .._llm import LLM
 from .._resolver import SecretResolver
+from .._workspace import CloudWorkspace
 from ._args import SECRET_LIST, SESSION_ENV, USERS_ME, add_connection, add_subparser, connection
 from ._exits import ExitCode
-from ._output import llm_data, print_json, table
+from ._output import llm_data, print_json, table, write
 
-__all__ = ["register", "resolve_as_sandbox"]
+__all__ = ["fetch_llm", "register", "resolve_as_sandbox"]
 
 
 def register(sub: Any) -> None:
@@ -33,6 +34,7 @@ def register(sub: Any) -> None:
         "  cloudcreds llm --json",
     )
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--model", metavar="MODEL", help="the LLM model, winning over the account's")
     add_connection(p, sandbox=True)
     p.set_defaults(handler=_cmd_llm)
 
@@ -81,13 +83,34 @@ async def resolve_as_sandbox(
     retry: RetryPolicy | None,
     timeouts: Timeouts | None,
     trusted_origins: Sequence[str] | None = None,
-) -> dict[str, str]:
-    """Resolve references the way a sandbox does: the session key in its env variable."""
+) -> dict[str, str | CloudCredsError]:
+    """Resolve references the way a sandbox does: the session key in its env variable.
+
+    Returns:
+        Each name's value, or the error its resolution met.
+    """
     with _temporary_env(SESSION_ENV, session_key.get_secret_value()):
         async with SecretResolver(
             retry=retry, timeout=timeouts, trusted_origins=trusted_origins
         ) as resolver:
-            return await resolver.resolve_all(refs)
+            return await resolver.resolve_all_settled(refs)
+
+
+async def fetch_llm(ws: CloudWorkspace, model: str | None) -> LLM:
+    """The account's LLM settings; ``model`` (``--model``) wins over the account's.
+
+    Raises:
+        ConfigurationError: No model on the account and no ``--model``, said for a shell.
+    """
+    if model is not None:
+        return await ws.get_llm(model=model)
+    try:
+        return await ws.get_llm()
+    except ConfigurationError:
+        pass  # raised below, outside the block: the library's words are for Python callers
+    raise ConfigurationError(
+        "the account has no LLM model: set one in the cloud settings or pass --model"
+    )
 
 
 def _cmd_llm(args: argparse.Namespace) -> int:
@@ -95,17 +118,19 @@ def _cmd_llm(args: argparse.Namespace) -> int:
 
     async def fetch() -> LLM:
         async with conn.workspace() as ws:
-            return await ws.get_llm()
+            return await fetch_llm(ws, args.model)
 
     llm = asyncio.run(fetch())
     if args.json:
         print_json(llm_data(llm))
     else:
         key = f"{MASK} (set; not shown)" if llm.api_key is not None else "(none)"
-        for line in table(
-            [("model:", llm.model), ("base URL:", llm.base_url or "(default)"), ("API key:", key)]
-        ):
-            print(line)
+        rows = [
+            ("model:", llm.model),
+            ("base URL:", llm.base_url or "(default)"),
+            ("API key:", key),
+        ]
+        write("\n".join(table(rows)) + "\n")
     return ExitCode.OK
 
 
@@ -121,10 +146,9 @@ def _cmd_secrets(args: argparse.Namespace) -> int:
     if args.json:
         print_json(items)
     elif not items:
-        print("(no secrets)")
+        write("(no secrets)\n")
     else:
-        for line in table([(i["name"], i["description"] or "") for i in items]):
-            print(line)
+        write("\n".join(table([(i["name"], i["description"] or "") for i in items])) + "\n")
     return ExitCode.OK
 
 
@@ -140,9 +164,11 @@ def _cmd_resolve(args: argparse.Namespace) -> int:
         values = await resolve_as_sandbox(
             refs, session_key, retry=conn.retry, timeouts=conn.timeout
         )
-        return values[name]
+        value = values[name]
+        if isinstance(value, CloudCredsError):
+            raise value
+        return value
 
     value = asyncio.run(fetch())
-    sys.stdout.write(value + "\n")  # printing the value is this command's purpose
-    sys.stdout.flush()
+    write(value + "\n")  # printing the value is this command's purpose
     return ExitCode.OK
