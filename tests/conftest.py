@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -97,19 +96,6 @@ def assert_no_canary(text: str) -> None:
     found = [i for i, canary in enumerate(CANARIES) if canary in text]
     assert not found, f"canary value(s) #{found} leaked"
 
-
-
-#: The library's INFO line announcing a retry: "retrying GET url after X in 0.25s (attempt 2 of 4)".
-RETRY_LINE = re.compile(r"retrying .* in (\d+\.\d+)s \(attempt (\d+) of (\d+)\)")
-
-
-def retry_waits(caplog: pytest.LogCaptureFixture) -> list[float]:
-    """The waits the library announced in its "retrying ... in X.XXs" lines."""
-    waits = []
-    for record in caplog.records:
-        if record.name == "cloudcreds" and (match := RETRY_LINE.search(record.getMessage())):
-            waits.append(float(match.group(1)))
-    return waits
 
 
 async def wait_until(condition: Callable[[], bool], *, within: float = 5.0) -> None:

@@ -10,7 +10,7 @@ Example:
 """
 
 from ._client import CloudClient
-from ._config import RetryPolicy, Timeouts
+from ._config import RetryBudget, RetryEvent, RetryPolicy, Timeouts
 from ._errors import (
     APIStatusError,
     AuthenticationError,
@@ -24,6 +24,7 @@ from ._errors import (
     ResponseValidationError,
     SecretResolutionError,
     ServerError,
+    TooManyRedirectsError,
     UntrustedOriginError,
 )
 from ._llm import LLM
@@ -60,6 +61,8 @@ __all__ = [
     "RateLimitError",
     "ResolveContext",
     "ResponseValidationError",
+    "RetryBudget",
+    "RetryEvent",
     "RetryPolicy",
     "SecretResolutionError",
     "SecretResolver",
@@ -67,6 +70,7 @@ __all__ = [
     "ServerError",
     "StaticSecret",
     "Timeouts",
+    "TooManyRedirectsError",
     "UntrustedOriginError",
     "dump_secret_sources",
     "load_secret_sources",
