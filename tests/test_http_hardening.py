@@ -27,7 +27,8 @@ from cloudcreds import (
 )
 from cloudcreds._http import HTTPCore
 from cloudcreds.testing import Fault
-from conftest import CANARY_API_KEY, CANARY_SESSION_KEY, FAST_RETRY, Account, assert_no_canary
+
+from _helpers import CANARY_API_KEY, CANARY_SESSION_KEY, FAST_RETRY, Account, assert_no_canary
 
 ME = "/api/v1/users/me"
 

@@ -35,7 +35,8 @@ class LookupSecret(SecretSource):
         headers: Headers to send, as secrets (masked in repr and default dumps).
     """
 
-    kind: Literal["lookup"] = "lookup"
+    kind: Literal["LookupSecret"] = "LookupSecret"
+    kind_aliases: ClassVar[tuple[str, ...]] = ("lookup",)  # its name in 0.1.0
     url: str
     headers: dict[str, SecretStr] = {}  # noqa: RUF012 - pydantic copies defaults
 
@@ -87,7 +88,8 @@ class EnvHeaderLookupSecret(LookupSecret):
             ``{"X-Session-API-Key": "SESSION_API_KEY"}``.
     """
 
-    kind: Literal["env_header_lookup"] = "env_header_lookup"  # type: ignore[assignment]
+    kind: Literal["EnvHeaderLookupSecret"] = "EnvHeaderLookupSecret"  # type: ignore[assignment]
+    kind_aliases: ClassVar[tuple[str, ...]] = ("env_header_lookup",)  # its name in 0.1.0
     env_headers: dict[str, str]
 
     @field_validator("env_headers")
