@@ -12,8 +12,9 @@ from pydantic import SecretStr
 
 from ._config import DEFAULT_CLIENT_CONCURRENCY, DEFAULT_SESSION_KEY_ENV, RetryPolicy, Timeouts
 from ._errors import CloudCredsError, ConfigurationError
-from ._http import HTTPCore, check_base_url
+from ._http import HTTPCore
 from ._lifecycle import AsyncResource
+from ._urls import check_base_url
 from ._workspace import CloudWorkspace, Credentials, _secret
 
 __all__ = ["CloudClient", "ProgressCallback"]

@@ -20,10 +20,12 @@ from ._errors import (
     PermissionDeniedError,
     ResponseValidationError,
 )
-from ._http import Answer, HTTPCore, check_base_url, check_header_value, safe_url
+from ._headers import check_header_value
+from ._http import Answer, HTTPCore
 from ._lifecycle import AsyncResource
 from ._llm import LLM
 from ._models import RedactedFrozenModel
+from ._urls import check_base_url, safe_url
 from .secrets import EnvHeaderLookupSecret
 from .secrets._base import validation_message
 from .secrets._env import check_env_name
