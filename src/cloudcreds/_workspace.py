@@ -13,7 +13,7 @@ import aiohttp
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
-from ._config import DEFAULT_CLOUD_API_URL, DEFAULT_SESSION_KEY_ENV, MASK, RetryPolicy, Timeouts
+from ._config import DEFAULT_SESSION_KEY_ENV, MASK, RetryPolicy, Timeouts
 from ._errors import (
     ConfigurationError,
     NotFoundError,
@@ -25,6 +25,7 @@ from ._http import Answer, HTTPCore
 from ._lifecycle import AsyncResource
 from ._llm import LLM
 from ._models import RedactedFrozenModel
+from ._settings import read_settings
 from ._urls import check_base_url, safe_url
 from .secrets import EnvHeaderLookupSecret
 from .secrets._base import validation_message
@@ -303,16 +304,13 @@ class CloudWorkspace(AsyncResource):
         the constructor (``retry=``, ``timeout=``, ``session=``...).
 
         Raises:
-            ConfigurationError: A required variable is missing (the message names it).
+            ConfigurationError: A required variable is missing or empty (the message
+                names it).
         """
-        missing = [name for name in ("OPENHANDS_API_KEY", "SANDBOX_ID") if not os.environ.get(name)]
-        if missing:
-            raise ConfigurationError(
-                f"environment variable{'s' if len(missing) > 1 else ''} "
-                f"{' and '.join(missing)} must be set"
-            )
-        url = os.environ.get("OPENHANDS_CLOUD_API_URL") or DEFAULT_CLOUD_API_URL
-        return cls(url, os.environ["OPENHANDS_API_KEY"], os.environ["SANDBOX_ID"], **kwargs)
+        settings = read_settings(require=("api_key", "sandbox_id"), environ=kwargs.get("environ"))
+        assert settings.api_key is not None
+        assert settings.sandbox_id is not None
+        return cls(settings.url, settings.api_key, settings.sandbox_id, **kwargs)
 
     # -- properties ----------------------------------------------------------------
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from pydantic import SecretStr
+
 from .._config import MASK
 from .._errors import CloudCredsError, ConfigurationError
 from .._workspace import CloudWorkspace
@@ -93,9 +95,9 @@ async def _demo_report() -> dict[str, Any]:
         started = time.perf_counter()
         values = await resolve_as_sandbox(
             creds.secrets,
-            sandbox["session_api_key"],
+            SecretStr(sandbox["session_api_key"]),
             retry=None,
-            attempt_timeout=None,
+            timeouts=None,
             trusted_origins=[cloud.url],  # the demo trusts its own embedded fake
         )
         lengths = {name: len(value) for name, value in values.items()}
