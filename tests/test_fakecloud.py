@@ -18,6 +18,7 @@ import aiohttp
 import pytest
 from yarl import URL
 
+from cloudcreds import ConfigurationError
 from cloudcreds.testing import FakeCloud, FakeSandbox, FakeUser, Fault, RecordedRequest
 
 ME = "/api/v1/users/me"
@@ -125,6 +126,16 @@ async def test_users_me_masks_key_without_expose(
             "agent": "CodeActAgent",
             "max_iterations": 250,
             "enable_sound_notifications": False,
+            # users_me_shape="both" (the default): the server's newer model as well
+            "agent_settings": {
+                "llm": {
+                    "model": "anthropic/claude-sonnet-4-5",
+                    "api_key": MASK,
+                    "base_url": "https://llm-proxy.example.com",
+                }
+            },
+            "mcp_config": None,
+            "llm_profiles": {"profiles": {}, "active_profile": None},
         }
 
 
@@ -255,8 +266,10 @@ async def test_get_secret_value(http: aiohttp.ClientSession, cloud: FakeCloud) -
 
 
 async def test_url_quoted_ids_and_names(http: aiohttp.ClientSession, cloud: FakeCloud) -> None:
-    sandbox_id = "sb with space/slash ü"
-    name = "a/b c ü%"
+    # Percent-encoded characters other than "/" reach the route decoded (a name with "/"
+    # is unreachable on the real server: see test_names_with_a_slash_are_unreachable).
+    sandbox_id = "sb with space ü"
+    name = "a+b c ü%"
     cloud.add_sandbox("user-demo", sandbox_id=sandbox_id, session_api_key="odd-key")
     cloud.add_secret("user-demo", name, "välue ✓", description="odd")
     base = f"/api/v1/sandboxes/{quote(sandbox_id, safe='')}/settings/secrets"
@@ -271,14 +284,33 @@ async def test_url_quoted_ids_and_names(http: aiohttp.ClientSession, cloud: Fake
     assert value.raw.decode("utf-8") == "välue ✓"
 
     recorded = cloud.requests[-1]
-    assert "%2F" in recorded.raw_path
+    assert "%25" in recorded.raw_path
     assert recorded.path == f"/api/v1/sandboxes/{sandbox_id}/settings/secrets/{name}"
     # a raw (unencoded) slash is a different path
     assert (await fetch(http, cloud, base + "/a/b%20c", headers)).detail == "Not Found"
 
 
+async def test_names_with_a_slash_are_unreachable(
+    http: aiohttp.ClientSession, cloud: FakeCloud
+) -> None:
+    # Upstream routes on the decoded path: "a%2Fb" is ".../secrets/a/b", which no route
+    # matches, so the answer is FastAPI's plain 404, not "Secret not found".
+    cloud.add_secret("user-demo", "a/b", "slashed", description="listed only")
+    listed = await fetch(http, cloud, LIST, SESSION)
+    assert {"name": "a/b", "description": "listed only"} in listed.json()["secrets"]
+    value = await fetch(http, cloud, LIST + "/a%2Fb", SESSION)
+    assert (value.status, value.detail) == (404, "Not Found")
+    assert b"slashed" not in value.raw
+    cloud.add_sandbox("user-demo", sandbox_id="sb/x", session_api_key="slash-key")
+    other = {"X-Session-API-Key": "slash-key"}
+    slashed = "/api/v1/sandboxes/sb%2Fx/settings/secrets"
+    for path in (slashed, slashed + "/GITHUB_TOKEN"):
+        answer = await fetch(http, cloud, path, other)
+        assert (answer.status, answer.detail) == (404, "Not Found")
+
+
 async def test_unknown_paths_and_methods(http: aiohttp.ClientSession, cloud: FakeCloud) -> None:
-    for path in ("/", "/api/v1/users/me/", "/api/v1/sandboxes/sb-demo/settings", LIST + "/"):
+    for path in ("/", "/api/v1/sandboxes/sb-demo/settings", "/api/v1/users", ME + "/x"):
         answer = await fetch(http, cloud, path, BOTH)
         assert (answer.status, answer.detail) == (404, "Not Found")
     for path in (ME, LIST, GITHUB):
@@ -663,36 +695,86 @@ def test_seed_round_trip() -> None:
     ("seed", "message"),
     [
         ([], "the seed must be an object"),
-        ({"user": []}, r"unknown field\(s\) user"),
+        ({"user": []}, r"user is not a known field"),
         ({"users": {}}, "users must be a list"),
         ({"users": [1]}, r"users\[0\] must be an object"),
-        ({"users": [{"id": 5}]}, r"users\[0\]\.id must be a string"),
+        ({"users": [{"id": 5}]}, r"users\[0\]\.id: Input should be a valid string"),
         ({"users": [{"id": ""}]}, r"users\[0\]\.id must not be empty"),
-        ({"users": [{"api_key": None}]}, r"users\[0\]\.api_key must be a string"),
-        ({"users": [{"llm_model": 3}]}, r"users\[0\]\.llm_model must be a string or null"),
+        ({"users": [{"api_key": None}]}, r"users\[0\]\.api_key: Input should be a valid string"),
+        ({"users": [{"llm_model": 3}]}, r"users\[0\]\.llm_model: Input should be a valid string"),
         ({"users": [{"secrets": [{"value": "v"}]}]}, r"users\[0\]\.secrets\[0\]\.name is required"),
         ({"users": [{"secrets": [{"name": "N", "value": 1}]}]}, r"secrets\[0\]\.value"),
         ({"users": [{"sandboxes": [{"running": "yes"}]}]}, r"sandboxes\[0\]\.running"),
-        ({"users": [{"sandboxes": [{"id": "a", "x": 1}]}]}, r"sandboxes\[0\] has unknown field"),
+        ({"users": [{"sandboxes": [{"id": "a", "x": 1}]}]}, r"sandboxes\[0\]\.x is not a known"),
         ({"users": [{"id": "a"}, {"id": "a"}]}, r"users\[1\]: duplicate user id 'a'"),
         (
             {"users": [{"sandboxes": [{"id": "s"}]}, {"sandboxes": [{"id": "s"}]}]},
             r"users\[1\]\.sandboxes\[0\]: duplicate sandbox id 's'",
         ),
+        ({"sandboxes": [{"id": "s"}, {"id": "s"}]}, r"sandboxes\[1\]: duplicate sandbox id 's'"),
+        ({"users_me_shape": "nested"}, "users_me_shape: Input should be 'flat'"),
+        ({"users": [{"provider_tokens": {"gh": 1}}]}, r"provider_tokens\.gh: Input should be"),
+        ({"users": [{"provider_tokens": []}]}, r"provider_tokens must be an object"),
+        (
+            {"users": [{"llm_profiles": {"profiles": {"p": {"api_key": "k"}}}}]},
+            r"llm_profiles\.profiles\.p\.model is required",
+        ),
+        (
+            {"users": [{"llm_profiles": {"active_profile": "p"}}]},
+            r"users\[0\]\.llm_profiles\.active_profile names no profile",
+        ),
+        ({"users": [{"mcp_config": {"sse": []}}]}, r"mcp_config\.sse is not a known field"),
+        ({"users": [{"mcp_config": {"sse_servers": [{}]}}]}, r"sse_servers\[0\]\.url is required"),
+        (
+            {
+                "users": [
+                    {"mcp_config": {"stdio_servers": [{"name": "n", "command": "c", "env": 1}]}}
+                ]
+            },
+            r"stdio_servers\[0\]\.env must be an object",
+        ),
+        ({"users": [{"agent_profiles": [{}]}]}, r"agent_profiles\[0\]\.id is required"),
+        (
+            {"users": [{"agent_profiles": [{"id": "a"}, {"id": "a"}]}]},
+            r"agent_profiles\[1\]: duplicate id",
+        ),
     ],
 )
 def test_bad_seed(seed: Any, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ConfigurationError, match=message) as excinfo:
         FakeCloud(seed=seed)
+    assert excinfo.value.__cause__ is None
+    assert excinfo.value.__context__ is None
+
+
+def test_bad_seed_never_shows_values() -> None:
+    canary = "canary-value-1234567890"
+    seeds: list[Any] = [
+        {"users": [{"api_key": canary, "llm_api_key": 5}]},
+        {"users": [{"id": canary, "api_key": ["x"]}]},
+        {"users": [{"provider_tokens": {"github_token": [canary]}}]},
+        {"users": [{"llm_profiles": {"profiles": {"p": {"model": 1, "api_key": canary}}}}]},
+        {"users": [{"mcp_config": {"sse_servers": [{"url": 1, "api_key": canary}]}}]},
+        {"users": [{"secrets": [{"name": "N", "value": [canary]}]}]},
+        {"users": [{"sandboxes": [{"session_api_key": [canary]}]}]},
+        {"users": [{"api_key": "k"}, {"api_key": "k"}]},
+    ]
+    for seed in seeds:
+        with pytest.raises(ConfigurationError) as excinfo:
+            FakeCloud(seed=seed)
+        text = f"{excinfo.value!s} {excinfo.value!r}"
+        assert canary not in text
+        assert excinfo.value.__context__ is None
+        assert excinfo.value.__cause__ is None
 
 
 def test_load_seed_is_atomic() -> None:
     cloud = FakeCloud(seed=FakeCloud.demo_seed())
     bad = {"users": [{"id": "new-user"}, {"id": "user-demo"}]}
-    with pytest.raises(ValueError, match="duplicate user id 'user-demo'"):
+    with pytest.raises(ConfigurationError, match="duplicate user id 'user-demo'"):
         cloud.load_seed(bad)
     assert list(cloud.users) == ["user-demo"]
-    with pytest.raises(ValueError, match="api_key is already used") as excinfo:
+    with pytest.raises(ConfigurationError, match="api_key is already used") as excinfo:
         cloud.load_seed({"users": [{"id": "x", "api_key": "demo-api-key"}]})
     assert "demo-api-key" not in str(excinfo.value)
 
@@ -772,19 +854,23 @@ async def test_stop_with_requests_in_flight(caplog: pytest.LogCaptureFixture) ->
     assert_quiet(caplog)
 
 
-def test_depends_only_on_stdlib_and_aiohttp() -> None:
+def test_shares_no_client_code() -> None:
+    # The fake is an oracle for the client: it may use the libraries and the error types,
+    # nothing of the client's own code.
     import cloudcreds.testing as testing
 
     package_dir = Path(testing.__file__).parent
-    allowed = set(sys.stdlib_module_names) | {"aiohttp", "__future__"}
+    allowed = set(sys.stdlib_module_names) | {"aiohttp", "multidict", "pydantic", "__future__"}
     for source in package_dir.glob("*.py"):
         tree = ast.parse(source.read_text(encoding="utf-8"))
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
                 roots = {alias.name.split(".")[0] for alias in node.names}
             elif isinstance(node, ast.ImportFrom):
-                if node.level:  # relative: must stay inside cloudcreds.testing
-                    assert node.level == 1, f"{source.name} imports outside cloudcreds.testing"
+                if node.level:  # relative: inside cloudcreds.testing, or the error types
+                    assert node.level == 1 or node.module == "_errors", (
+                        f"{source.name} imports {node.module} outside cloudcreds.testing"
+                    )
                     continue
                 roots = {(node.module or "").split(".")[0]}
             else:

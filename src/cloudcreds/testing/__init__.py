@@ -41,7 +41,18 @@ Example:
     (API key ``demo-api-key``, sandbox ``sb-demo``, session key ``demo-session-key``).
 """
 
-from ._fake import FakeCloud, FakeSandbox, FakeSecret, FakeUser, RecordedRequest
-from ._faults import Fault
+from ._faults import Fault, FaultRate
+from ._recording import RecordedRequest, RequestLog
+from ._server import FakeCloud
+from ._state import FakeSandbox, FakeSecret, FakeUser
 
-__all__ = ["FakeCloud", "FakeSandbox", "FakeSecret", "FakeUser", "Fault", "RecordedRequest"]
+__all__ = [
+    "FakeCloud",
+    "FakeSandbox",
+    "FakeSecret",
+    "FakeUser",
+    "Fault",
+    "FaultRate",
+    "RecordedRequest",
+    "RequestLog",
+]
