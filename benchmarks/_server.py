@@ -104,7 +104,7 @@ async def _serve(args: argparse.Namespace) -> None:
                     answer = "ok"
                 elif command == "stats":
                     stats = {
-                        "requests": len(cloud.requests),
+                        "requests": cloud.request_count,
                         "peak_in_flight": cloud.peak_in_flight,
                     }
                     answer = "ok " + json.dumps(stats)

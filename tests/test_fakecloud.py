@@ -877,3 +877,105 @@ def test_shares_no_client_code() -> None:
                 continue
             assert roots <= allowed, f"{source.name} imports {roots - allowed}"
     assert testing.__all__ == sorted(testing.__all__)
+
+
+# --------------------------------------------------------------------------- long runs
+
+
+async def test_request_log_is_a_bounded_ring(http: aiohttp.ClientSession) -> None:
+    async with FakeCloud(seed=FakeCloud.demo_seed(), record_limit=3) as cloud:
+        assert cloud.requests.limit == 3
+        await fetch(http, cloud, ME, {"Authorization": "Bearer early-key"})
+        for _ in range(200):
+            await fetch(http, cloud, LIST, SESSION)
+        await fetch(http, cloud, ME, AUTH)
+        assert len(cloud.requests) == 3
+        assert cloud.request_count == 202
+        assert cloud.requests.total == 202
+        assert [r.request_id for r in cloud.requests] == ["req-200", "req-201", "req-202"]
+        assert cloud.requests[-1].path == ME
+        assert [r.path for r in cloud.requests[:2]] == [LIST, LIST]
+        # dropped requests no longer count, and their header digests are forgotten
+        assert cloud.count(ME) == 1
+        assert cloud.received_value("Bearer demo-api-key")
+        assert cloud.received_value("demo-session-key")
+        assert not cloud.received_value("Bearer early-key")
+        assert repr(cloud.requests) == "RequestLog(kept=3, total=202, limit=3)"
+        cloud.reset_stats()
+        assert (len(cloud.requests), cloud.request_count) == (0, 0)
+        assert not cloud.received_value("demo-session-key")
+
+
+async def test_request_log_can_keep_nothing(http: aiohttp.ClientSession) -> None:
+    async with FakeCloud(seed=FakeCloud.demo_seed(), record_limit=0) as cloud:
+        assert (await fetch(http, cloud, ME, AUTH)).status == 200
+        assert (len(cloud.requests), cloud.request_count) == (0, 1)
+        assert not cloud.received_value("Bearer demo-api-key")
+    for bad in (-1, 1.5, True, "10"):
+        with pytest.raises(ValueError, match="record_limit"):
+            FakeCloud(record_limit=bad)  # type: ignore[arg-type]
+
+
+async def statuses(http: aiohttp.ClientSession, cloud: FakeCloud, n: int) -> list[int]:
+    return [(await fetch(http, cloud, LIST, SESSION)).status for _ in range(n)]
+
+
+async def test_fault_rate_is_reproducible(http: aiohttp.ClientSession) -> None:
+    runs = []
+    for _ in range(2):
+        async with FakeCloud(seed=FakeCloud.demo_seed()) as cloud:
+            cloud.set_fault_rate(0.3, Fault.status(503), Fault.status(429), seed=1234)
+            runs.append(await statuses(http, cloud, 300))
+            assert cloud.faults_injected == 300 - runs[-1].count(200)
+    assert runs[0] == runs[1]
+    assert set(runs[0]) == {200, 429, 503}
+    assert 30 < 300 - runs[0].count(200) < 150  # about 90 with this seed
+    async with FakeCloud(seed=FakeCloud.demo_seed()) as other:
+        other.set_fault_rate(0.3, Fault.status(503), Fault.status(429), seed=99)
+        assert await statuses(http, other, 300) != runs[0]
+
+
+async def test_fault_rate_bounds_globs_and_queue(http: aiohttp.ClientSession) -> None:
+    async with FakeCloud(seed=FakeCloud.demo_seed()) as cloud:
+        cloud.set_fault_rate(1.0, seed=1)  # default faults: 503 or a dropped connection
+        assert cloud.fault_rate is not None
+        assert cloud.fault_rate.faults == (Fault.status(503), Fault.drop())
+        seen = set()
+        for _ in range(20):
+            try:
+                seen.add((await fetch(http, cloud, ME, AUTH)).status)
+            except aiohttp.ClientError:
+                seen.add("dropped")
+        assert seen == {503, "dropped"}
+
+        cloud.set_fault_rate(1.0, Fault.status(502), path_glob="/api/v1/sandboxes/*")
+        assert (await fetch(http, cloud, ME, AUTH)).status == 200
+        assert (await fetch(http, cloud, LIST, SESSION)).status == 502
+        cloud.inject(LIST, Fault.status(418))  # queued faults come first
+        assert await statuses(http, cloud, 2) == [418, 502]
+
+        cloud.set_fault_rate(0)
+        assert cloud.fault_rate is None
+        assert await statuses(http, cloud, 3) == [200, 200, 200]
+        cloud.set_fault_rate(1.0, Fault.status(503))
+        cloud.clear_faults()
+        assert cloud.fault_rate is None
+        assert await statuses(http, cloud, 1) == [200]
+
+        for rate in (-0.1, 1.5, float("nan"), True):
+            with pytest.raises(ValueError, match="rate"):
+                cloud.set_fault_rate(rate)
+        with pytest.raises(ValueError, match="Fault"):
+            cloud.set_fault_rate(0.5, "503")  # type: ignore[arg-type]
+
+
+def test_fault_from_spec() -> None:
+    assert Fault.from_spec("503") == Fault.status(503)
+    assert Fault.from_spec(" 429 ") == Fault.status(429)
+    assert Fault.from_spec("DROP") == Fault.drop()
+    assert Fault.from_spec("reset") == Fault.reset_mid_body()
+    assert Fault.from_spec("truncate") == Fault.truncate()
+    assert Fault.from_spec("malformed") == Fault.malformed()
+    for bad in ("", "99", "600", "5030", "boom", "drop!"):
+        with pytest.raises(ConfigurationError, match="unknown fault"):
+            Fault.from_spec(bad)
