@@ -19,7 +19,7 @@ import pytest
 from yarl import URL
 
 from cloudcreds import ConfigurationError
-from cloudcreds.testing import FakeCloud, FakeSandbox, FakeUser, Fault, RecordedRequest
+from cloudcreds.testing import CloudCounts, FakeCloud, FakeSandbox, FakeUser, Fault, RecordedRequest
 
 ME = "/api/v1/users/me"
 EXPOSE = ME + "?expose_secrets=true"
@@ -979,3 +979,33 @@ def test_fault_from_spec() -> None:
     for bad in ("", "99", "600", "5030", "boom", "drop!"):
         with pytest.raises(ConfigurationError, match="unknown fault"):
             Fault.from_spec(bad)
+
+
+def test_counts_for_a_summary() -> None:
+    cloud = FakeCloud(seed=FakeCloud.demo_seed())
+    assert cloud.counts() == CloudCounts(
+        users=1,
+        sandboxes=1,
+        running_sandboxes=1,
+        ownerless_sandboxes=0,
+        secrets=2,
+        provider_tokens=0,
+        llm_profiles=0,
+        agent_profiles=0,
+        mcp_servers=0,
+    )
+    seed = {
+        "users": [
+            {
+                "provider_tokens": {"github_token": "t"},
+                "llm_profiles": {"profiles": {"a": {"model": "m"}, "b": {"model": "m"}}},
+                "mcp_config": {"sse_servers": [{"url": "u"}], "stdio_servers": []},
+                "agent_profiles": [{"id": "p"}],
+                "sandboxes": [{"running": False}, {}],
+            }
+            for _ in range(3)
+        ],
+        "sandboxes": [{}],
+    }
+    counts = FakeCloud(seed=seed).counts()
+    assert counts == CloudCounts(3, 7, 4, 1, 0, 3, 6, 3, 3)

@@ -44,9 +44,10 @@ Example:
 from ._faults import Fault, FaultRate
 from ._recording import RecordedRequest, RequestLog
 from ._server import FakeCloud
-from ._state import FakeSandbox, FakeSecret, FakeUser
+from ._state import CloudCounts, FakeSandbox, FakeSecret, FakeUser
 
 __all__ = [
+    "CloudCounts",
     "FakeCloud",
     "FakeSandbox",
     "FakeSecret",

@@ -40,7 +40,7 @@ from ._seed import (
     parse_model,
     parse_seed,
 )
-from ._state import CloudState, FakeSandbox, FakeSecret, FakeUser
+from ._state import CloudCounts, CloudState, FakeSandbox, FakeSecret, FakeUser
 
 __all__ = ["FakeCloud"]
 
@@ -224,6 +224,15 @@ class FakeCloud:
     def sandboxes(self) -> Mapping[str, FakeSandbox]:
         """The sandboxes by id (read-only view)."""
         return self._state.sandboxes
+
+    def counts(self) -> CloudCounts:
+        """Count what the fake holds: users, sandboxes (running, without an owner), secrets,
+        provider tokens, LLM profiles, agent profiles and MCP servers.
+
+        Returns:
+            The counts, e.g. for a one-line summary of a big seed.
+        """
+        return self._state.counts()
 
     def add_user(
         self,

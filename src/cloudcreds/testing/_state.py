@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._seed import (
     LLMProfileSeed,
@@ -24,7 +24,7 @@ from ._seed import (
     new_user_id,
 )
 
-__all__ = ["CloudState", "FakeSandbox", "FakeSecret", "FakeUser"]
+__all__ = ["CloudCounts", "CloudState", "FakeSandbox", "FakeSecret", "FakeUser"]
 
 
 @dataclass(eq=False)
@@ -111,6 +111,32 @@ class FakeSandbox:
     running: bool = True
 
 
+class CloudCounts(NamedTuple):
+    """How much a :class:`FakeCloud` holds (e.g. for a one-line summary of a big seed).
+
+    Attributes:
+        users: Users (accounts).
+        sandboxes: Sandboxes, owned or not.
+        running_sandboxes: Sandboxes that are running.
+        ownerless_sandboxes: Sandboxes without an owner.
+        secrets: Custom secrets, all users together.
+        provider_tokens: Git provider tokens, all users together.
+        llm_profiles: LLM profiles, all users together.
+        agent_profiles: Agent profiles, all users together.
+        mcp_servers: MCP servers (SSE, streamable HTTP and stdio), all users together.
+    """
+
+    users: int
+    sandboxes: int
+    running_sandboxes: int
+    ownerless_sandboxes: int
+    secrets: int
+    provider_tokens: int
+    llm_profiles: int
+    agent_profiles: int
+    mcp_servers: int
+
+
 def _check_new(
     what: str,
     ident: object,
@@ -170,6 +196,26 @@ class CloudState:
         if found is None:
             raise KeyError(f"unknown user id {user_id!r}")
         return found
+
+    def counts(self) -> CloudCounts:
+        """Count the users, sandboxes and what the users own."""
+        users = self._users.values()
+        sandboxes = self._sandboxes.values()
+        return CloudCounts(
+            users=len(self._users),
+            sandboxes=len(self._sandboxes),
+            running_sandboxes=sum(1 for s in sandboxes if s.running),
+            ownerless_sandboxes=sum(1 for s in sandboxes if s.user_id is None),
+            secrets=sum(len(u.secrets) for u in users),
+            provider_tokens=sum(len(u.provider_tokens) for u in users),
+            llm_profiles=sum(len(u.llm_profiles) for u in users),
+            agent_profiles=sum(len(u.agent_profiles) for u in users),
+            mcp_servers=sum(
+                len(c.sse_servers) + len(c.shttp_servers) + len(c.stdio_servers)
+                for c in (u.mcp_config for u in users)
+                if c is not None
+            ),
+        )
 
     # ----------------------------------------------------------------- changes
 
