@@ -392,3 +392,30 @@ async def test_everything_is_seedable(http: aiohttp.ClientSession) -> None:
         )
         assert orphan.status == 401
     assert FakeCloud(seed=json.loads(json.dumps(seed))).dump_seed() == seed
+
+
+def test_reprs_hide_the_new_keys() -> None:
+    canary = "canary-7f3a"
+    seed: dict[str, Any] = {
+        "users": [
+            {
+                "api_key": f"{canary}-api",
+                "llm_api_key": f"{canary}-llm",
+                "secrets": [{"name": "S", "value": f"{canary}-secret"}],
+                "provider_tokens": {"github_token": f"{canary}-token"},
+                "llm_profiles": {"profiles": {"p": {"model": "m", "api_key": f"{canary}-prof"}}},
+                "mcp_config": {
+                    "sse_servers": [{"url": "https://m", "api_key": f"{canary}-mcp"}],
+                    "stdio_servers": [{"name": "n", "command": "c", "env": {"K": f"{canary}-env"}}],
+                },
+                "sandboxes": [{"session_api_key": f"{canary}-session"}],
+            }
+        ],
+        "sandboxes": [{"session_api_key": f"{canary}-orphan"}],
+    }
+    cloud = FakeCloud(seed=seed)
+    shown = repr(list(cloud.users.values())) + repr(list(cloud.sandboxes.values()))
+    user = next(iter(cloud.users.values()))
+    shown += repr(user.llm_profiles) + repr(user.mcp_config) + str(cloud.counts())
+    assert canary not in shown
+    assert "github_token" not in shown  # token names are in provider_tokens, hidden whole
