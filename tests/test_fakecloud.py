@@ -19,7 +19,15 @@ import pytest
 from yarl import URL
 
 from cloudcreds import ConfigurationError
-from cloudcreds.testing import CloudCounts, FakeCloud, FakeSandbox, FakeUser, Fault, RecordedRequest
+from cloudcreds.testing import (
+    CloudCounts,
+    FakeCloud,
+    FakeSandbox,
+    FakeUser,
+    Fault,
+    RecordedRequest,
+    RequestLog,
+)
 
 from _helpers import wait_until
 
@@ -999,3 +1007,25 @@ def test_counts_for_a_summary() -> None:
     }
     counts = FakeCloud(seed=seed).counts()
     assert counts == CloudCounts(3, 7, 4, 1, 0, 3, 6, 3, 3)
+
+
+def test_request_log_memory_stays_flat() -> None:
+    # Only the ring's content stays alive: 10x more requests cost no more memory.
+    log = RequestLog(limit=500)
+
+    def record(n: int) -> None:
+        for i in range(n):
+            digests = {"authorization": (f"Bearer key-{i}".encode(),), "host": (b"h",)}
+            log.add(RecordedRequest("GET", ME, ME, {}, frozenset(digests), f"req-{i}", digests))
+
+    tracemalloc.start()
+    try:
+        record(2_000)
+        full = tracemalloc.get_traced_memory()[0]  # the ring is full from here on
+        record(20_000)
+        grown = tracemalloc.get_traced_memory()[0] - full
+    finally:
+        tracemalloc.stop()
+    assert (len(log), log.total) == (500, 22_000)
+    # 20,000 more requests of about 500 bytes each would be 10 MB; a full ring is ~250 KB
+    assert grown < full // 4, (grown, full)

@@ -181,7 +181,7 @@ class UserSeed(_SeedModel):
     llm_base_url: str | None = None
     secrets: list[SecretSeed] = Field(default_factory=list)
     provider_tokens: dict[str, str] = Field(default_factory=dict, repr=False)
-    llm_profiles: LLMProfilesSeed = Field(default_factory=LLMProfilesSeed)
+    llm_profiles: LLMProfilesSeed | None = None
     mcp_config: MCPConfigSeed | None = None
     agent_profiles: list[AgentProfileSeed] = Field(default_factory=list)
     sandboxes: list[SandboxSeed] = Field(default_factory=list)

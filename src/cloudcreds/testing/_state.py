@@ -315,8 +315,11 @@ class CloudState:
             except ValueError as exc:
                 raise ValueError(f"users[{i}]: {exc}") from None
             user_ids[user.id] = user_keys[user.api_key] = True
-            active = user.llm_profiles.active_profile
-            if active is not None and active not in user.llm_profiles.profiles:
+            profiles = user.llm_profiles
+            if profiles is not None and (
+                profiles.active_profile is not None
+                and profiles.active_profile not in profiles.profiles
+            ):
                 raise ValueError(
                     f"users[{i}].llm_profiles.active_profile names no profile of the user"
                 )
@@ -353,8 +356,9 @@ class CloudState:
         for secret in entry.secrets:
             user.secrets[secret.name] = FakeSecret(secret.name, secret.value, secret.description)
         user.provider_tokens.update(entry.provider_tokens)
-        user.llm_profiles.update(entry.llm_profiles.profiles)
-        user.active_llm_profile = entry.llm_profiles.active_profile
+        if entry.llm_profiles is not None:
+            user.llm_profiles.update(entry.llm_profiles.profiles)
+            user.active_llm_profile = entry.llm_profiles.active_profile
         user.mcp_config = entry.mcp_config
         for profile in entry.agent_profiles:
             user.agent_profiles[profile.id] = (
