@@ -419,3 +419,14 @@ def test_reprs_hide_the_new_keys() -> None:
     shown += repr(user.llm_profiles) + repr(user.mcp_config) + str(cloud.counts())
     assert canary not in shown
     assert "github_token" not in shown  # token names are in provider_tokens, hidden whole
+
+
+async def test_head_is_answered_like_get(http: aiohttp.ClientSession, cloud: FakeCloud) -> None:
+    # Starlette adds HEAD to every GET route: same status and headers, no body.
+    async with http.head(cloud.url + ME, headers=AUTH) as resp:
+        assert resp.status == 200
+        assert await resp.read() == b""
+    async with http.head(cloud.url + LIST, headers={}) as resp:
+        assert resp.status == 401
+    async with http.post(cloud.url + ME, headers=AUTH) as resp:
+        assert resp.status == 405
