@@ -9,7 +9,7 @@ import logging
 import sys
 import time
 import tracemalloc
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -29,7 +29,7 @@ from cloudcreds.testing import (
     RequestLog,
 )
 
-from _helpers import wait_until
+from _helpers import fetch, wait_until
 
 ME = "/api/v1/users/me"
 EXPOSE = ME + "?expose_secrets=true"
@@ -39,25 +39,6 @@ AUTH = {"Authorization": "Bearer demo-api-key"}
 SESSION = {"X-Session-API-Key": "demo-session-key"}
 BOTH = {**AUTH, **SESSION}
 MASK = "**********"
-
-
-class Answer:
-    """What the client saw: status, headers and body (JSON decoded when it is JSON)."""
-
-    def __init__(self, status: int, headers: Mapping[str, str], raw: bytes) -> None:
-        self.status = status
-        self.headers = headers
-        self.raw = raw
-        self.content_type = headers.get("Content-Type", "")
-
-    def json(self) -> Any:
-        return json.loads(self.raw)
-
-    @property
-    def detail(self) -> str:
-        detail = self.json()["detail"]
-        assert isinstance(detail, str)
-        return detail
 
 
 @pytest.fixture
@@ -76,19 +57,6 @@ async def cloud() -> AsyncIterator[FakeCloud]:
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:
         yield session
-
-
-async def fetch(
-    http: aiohttp.ClientSession,
-    cloud: FakeCloud,
-    path: str,
-    headers: Mapping[str, str] | None = None,
-    *,
-    method: str = "GET",
-) -> Answer:
-    url = URL(cloud.url + path, encoded=True)
-    async with http.request(method, url, headers=headers, allow_redirects=False) as resp:
-        return Answer(resp.status, resp.headers, await resp.read())
 
 
 def assert_quiet(caplog: pytest.LogCaptureFixture) -> None:

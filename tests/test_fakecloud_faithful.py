@@ -8,15 +8,16 @@ server's secrets listing for ``agent_profile_id``.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
-from yarl import URL
 
 from cloudcreds import ConfigurationError
 from cloudcreds.testing import FakeCloud
+
+from _helpers import Seen, fetch
 
 ME = "/api/v1/users/me"
 LIST = "/api/v1/sandboxes/sb-demo/settings/secrets"
@@ -25,18 +26,6 @@ SESSION = {"X-Session-API-Key": "demo-session-key"}
 BOTH = {**AUTH, **SESSION}
 MASK = "**********"
 BOOL_ERROR = "Input should be a valid boolean, unable to interpret input"
-
-
-class Seen:
-    """Status, headers and body of an answer."""
-
-    def __init__(self, status: int, headers: Mapping[str, str], raw: bytes) -> None:
-        self.status = status
-        self.headers = headers
-        self.raw = raw
-
-    def json(self) -> Any:
-        return json.loads(self.raw)
 
 
 @pytest.fixture
@@ -51,14 +40,6 @@ async def cloud() -> AsyncIterator[FakeCloud]:
         yield fake
 
 
-async def get(
-    http: aiohttp.ClientSession, cloud: FakeCloud, path: str, headers: Mapping[str, str]
-) -> Seen:
-    url = URL(cloud.url + path, encoded=True)
-    async with http.get(url, headers=headers, allow_redirects=False) as resp:
-        return Seen(resp.status, resp.headers, await resp.read())
-
-
 # --------------------------------------------------------------------------- expose_secrets
 
 
@@ -70,11 +51,11 @@ FALSE_VALUES = ["0", "false", "f", "no", "n", "off", "FALSE", "False", "F", "No"
 async def test_expose_secrets_true_like_fastapi(
     http: aiohttp.ClientSession, cloud: FakeCloud, value: str
 ) -> None:
-    seen = await get(http, cloud, f"{ME}?expose_secrets={value}", BOTH)
+    seen = await fetch(http, cloud, f"{ME}?expose_secrets={value}", BOTH)
     assert seen.status == 200
     assert seen.json()["llm_api_key"] == "sk-demo-not-a-real-key"
     # like the real server, true means the session key is checked
-    refused = await get(http, cloud, f"{ME}?expose_secrets={value}", AUTH)
+    refused = await fetch(http, cloud, f"{ME}?expose_secrets={value}", AUTH)
     assert refused.status == 401
 
 
@@ -82,7 +63,7 @@ async def test_expose_secrets_true_like_fastapi(
 async def test_expose_secrets_false_like_fastapi(
     http: aiohttp.ClientSession, cloud: FakeCloud, value: str
 ) -> None:
-    seen = await get(http, cloud, f"{ME}?expose_secrets={value}", AUTH)
+    seen = await fetch(http, cloud, f"{ME}?expose_secrets={value}", AUTH)
     assert seen.status == 200
     assert seen.json()["llm_api_key"] == MASK
 
@@ -95,7 +76,7 @@ async def test_invalid_expose_secrets_is_422_with_fastapi_detail(
     http: aiohttp.ClientSession, cloud: FakeCloud, raw: str, shown: str
 ) -> None:
     for headers in (BOTH, {}):  # parameters are validated before the handler's auth check
-        seen = await get(http, cloud, f"{ME}?expose_secrets={raw}", headers)
+        seen = await fetch(http, cloud, f"{ME}?expose_secrets={raw}", headers)
         assert seen.status == 422
         assert seen.headers["Content-Type"] == "application/json"
         assert seen.json() == {
@@ -114,11 +95,11 @@ async def test_expose_secrets_given_twice_takes_the_last(
     http: aiohttp.ClientSession, cloud: FakeCloud
 ) -> None:
     # Starlette's QueryParams keep the last value of a repeated name.
-    exposed = await get(http, cloud, f"{ME}?expose_secrets=0&expose_secrets=1", BOTH)
+    exposed = await fetch(http, cloud, f"{ME}?expose_secrets=0&expose_secrets=1", BOTH)
     assert exposed.json()["llm_api_key"] == "sk-demo-not-a-real-key"
-    masked = await get(http, cloud, f"{ME}?expose_secrets=1&expose_secrets=0", BOTH)
+    masked = await fetch(http, cloud, f"{ME}?expose_secrets=1&expose_secrets=0", BOTH)
     assert masked.json()["llm_api_key"] == MASK
-    invalid = await get(http, cloud, f"{ME}?expose_secrets=1&expose_secrets=x", BOTH)
+    invalid = await fetch(http, cloud, f"{ME}?expose_secrets=1&expose_secrets=x", BOTH)
     assert invalid.status == 422
 
 
@@ -128,10 +109,10 @@ async def test_expose_secrets_given_twice_takes_the_last(
 async def test_trailing_slash_is_redirected_like_starlette(
     http: aiohttp.ClientSession, cloud: FakeCloud
 ) -> None:
-    seen = await get(http, cloud, ME + "/?expose_secrets=true", BOTH)
+    seen = await fetch(http, cloud, ME + "/?expose_secrets=true", BOTH)
     assert seen.status == 307
     assert seen.headers["Location"] == f"{cloud.url}{ME}?expose_secrets=true"
-    listed = await get(http, cloud, LIST + "/", SESSION)
+    listed = await fetch(http, cloud, LIST + "/", SESSION)
     assert (listed.status, listed.headers["Location"]) == (307, cloud.url + LIST)
 
 
@@ -144,7 +125,7 @@ async def test_provider_tokens_listed_after_custom_secrets(
     cloud.add_provider_token("user-demo", "github_token", "ghp_provider")
     cloud.add_provider_token("user-demo", "gitlab_token", "glpat-provider")
     cloud.add_provider_token("user-demo", "bitbucket_token", "")  # empty: excluded upstream
-    seen = await get(http, cloud, LIST, SESSION)
+    seen = await fetch(http, cloud, LIST, SESSION)
     assert seen.json() == {
         "secrets": [
             {"name": "GITHUB_TOKEN", "description": "GitHub token"},
@@ -155,10 +136,10 @@ async def test_provider_tokens_listed_after_custom_secrets(
     }
     assert b"ghp_provider" not in seen.raw
 
-    value = await get(http, cloud, LIST + "/gitlab_token", SESSION)
+    value = await fetch(http, cloud, LIST + "/gitlab_token", SESSION)
     assert (value.status, value.raw) == (200, b"glpat-provider")
     assert value.headers["Content-Type"] == "text/plain; charset=utf-8"
-    empty = await get(http, cloud, LIST + "/bitbucket_token", SESSION)
+    empty = await fetch(http, cloud, LIST + "/bitbucket_token", SESSION)
     assert (empty.status, empty.json()) == (404, {"detail": "Secret not found"})
 
 
@@ -166,11 +147,11 @@ async def test_custom_secret_wins_over_provider_token(
     http: aiohttp.ClientSession, cloud: FakeCloud
 ) -> None:
     cloud.add_provider_token("user-demo", "GITHUB_TOKEN", "from-provider")
-    value = await get(http, cloud, LIST + "/GITHUB_TOKEN", SESSION)
+    value = await fetch(http, cloud, LIST + "/GITHUB_TOKEN", SESSION)
     assert value.raw == b"ghp_demo_not_a_real_token"
     # a custom secret without a value is not replaced by the token either
     cloud.add_secret("user-demo", "GITHUB_TOKEN", None)
-    empty = await get(http, cloud, LIST + "/GITHUB_TOKEN", SESSION)
+    empty = await fetch(http, cloud, LIST + "/GITHUB_TOKEN", SESSION)
     assert (empty.status, empty.json()) == (404, {"detail": "Secret has no value"})
 
 
@@ -188,20 +169,20 @@ async def test_agent_profile_restricts_the_listing(
     def names(seen: Seen) -> list[str]:
         return [item["name"] for item in seen.json()["secrets"]]
 
-    restricted = await get(http, cloud, LIST + "?agent_profile_id=ap-gh", SESSION)
+    restricted = await fetch(http, cloud, LIST + "?agent_profile_id=ap-gh", SESSION)
     assert names(restricted) == ["GITHUB_TOKEN", "github_token"]
-    assert names(await get(http, cloud, LIST + "?agent_profile_id=ap-none", SESSION)) == []
+    assert names(await fetch(http, cloud, LIST + "?agent_profile_id=ap-none", SESSION)) == []
     everything = ["GITHUB_TOKEN", "SLACK_WEBHOOK", "github_token"]
-    assert names(await get(http, cloud, LIST + "?agent_profile_id=ap-all", SESSION)) == everything
-    assert names(await get(http, cloud, LIST, SESSION)) == everything
+    assert names(await fetch(http, cloud, LIST + "?agent_profile_id=ap-all", SESSION)) == everything
+    assert names(await fetch(http, cloud, LIST, SESSION)) == everything
 
-    unknown = await get(http, cloud, LIST + "?agent_profile_id=ap-missing", SESSION)
+    unknown = await fetch(http, cloud, LIST + "?agent_profile_id=ap-missing", SESSION)
     assert (unknown.status, unknown.json()) == (404, {"detail": "Agent profile not found"})
     # the per-secret path takes no profile: values are served as before
-    value = await get(http, cloud, LIST + "/SLACK_WEBHOOK?agent_profile_id=ap-none", SESSION)
+    value = await fetch(http, cloud, LIST + "/SLACK_WEBHOOK?agent_profile_id=ap-none", SESSION)
     assert value.status == 200
     # auth comes first: an unknown profile with a bad key is still 401
-    refused = await get(http, cloud, LIST + "?agent_profile_id=ap-missing", {})
+    refused = await fetch(http, cloud, LIST + "?agent_profile_id=ap-missing", {})
     assert refused.status == 401
 
 
@@ -214,17 +195,17 @@ async def test_sandbox_without_owner(http: aiohttp.ClientSession, cloud: FakeClo
     headers = {"X-Session-API-Key": "orphan-key"}
     base = "/api/v1/sandboxes/sb-orphan/settings/secrets"
     for path in (base, base + "/GITHUB_TOKEN"):
-        seen = await get(http, cloud, path, headers)
+        seen = await fetch(http, cloud, path, headers)
         assert (seen.status, seen.json()) == (401, {"detail": "Sandbox has no associated user"})
     # the session checks come first, as upstream
     cloud.set_running("sb-orphan", False)
-    stopped = await get(http, cloud, base, headers)
+    stopped = await fetch(http, cloud, base, headers)
     assert stopped.json() == {"detail": "Sandbox is not running"}
     cloud.set_running("sb-orphan", True)
-    wrong = await get(http, cloud, LIST, headers)
+    wrong = await fetch(http, cloud, LIST, headers)
     assert wrong.json() == {"detail": "Session API key does not match sandbox"}
     # /users/me: the sandbox's (missing) owner is not the caller
-    me = await get(http, cloud, ME + "?expose_secrets=true", {**AUTH, **headers})
+    me = await fetch(http, cloud, ME + "?expose_secrets=true", {**AUTH, **headers})
     assert me.status == 403
     assert me.json() == {"detail": "Session API key does not belong to the authenticated user"}
 
@@ -245,8 +226,8 @@ async def test_users_me_shapes(http: aiohttp.ClientSession, cloud: FakeCloud) ->
         ("both", True, True),
     ]:
         cloud.users_me_shape = shape  # type: ignore[assignment]
-        masked = (await get(http, cloud, ME, AUTH)).json()
-        exposed = (await get(http, cloud, ME + "?expose_secrets=true", BOTH)).json()
+        masked = (await fetch(http, cloud, ME, AUTH)).json()
+        exposed = (await fetch(http, cloud, ME + "?expose_secrets=true", BOTH)).json()
         assert (llm_flat <= set(masked)) is flat
         assert not (llm_flat & set(masked)) or flat
         assert ("agent_settings" in masked) is nested
@@ -268,12 +249,12 @@ async def test_users_me_shape_from_constructor_and_seed(http: aiohttp.ClientSess
     seed = {**FakeCloud.demo_seed(), "users_me_shape": "agent_settings"}
     async with FakeCloud(seed=seed) as cloud:
         assert cloud.users_me_shape == "agent_settings"
-        body = (await get(http, cloud, ME, AUTH)).json()
+        body = (await fetch(http, cloud, ME, AUTH)).json()
         assert "llm_model" not in body
         assert body["agent_settings"]["llm"]["model"] == "anthropic/claude-sonnet-4-5"
         assert cloud.dump_seed()["users_me_shape"] == "agent_settings"
     async with FakeCloud(users_me_shape="flat", seed=FakeCloud.demo_seed()) as flat:
-        assert "agent_settings" not in (await get(http, flat, ME, AUTH)).json()
+        assert "agent_settings" not in (await fetch(http, flat, ME, AUTH)).json()
 
 
 async def test_empty_llm_key_is_null(http: aiohttp.ClientSession) -> None:
@@ -283,7 +264,7 @@ async def test_empty_llm_key_is_null(http: aiohttp.ClientSession) -> None:
         sandbox = cloud.add_sandbox(user, session_api_key="s")
         headers = {"Authorization": "Bearer k", "X-Session-API-Key": sandbox.session_api_key}
         for path in (ME, ME + "?expose_secrets=true"):
-            body = (await get(http, cloud, path, headers)).json()
+            body = (await fetch(http, cloud, path, headers)).json()
             assert body["llm_api_key"] is None
             assert body["agent_settings"]["llm"]["api_key"] is None
 
@@ -295,7 +276,7 @@ async def test_llm_profiles(http: aiohttp.ClientSession, cloud: FakeCloud) -> No
     cloud.add_llm_profile(
         "user-demo", "local", model="ollama/llama3", base_url="http://127.0.0.1:11434", active=True
     )
-    masked = (await get(http, cloud, ME, AUTH)).json()["llm_profiles"]
+    masked = (await fetch(http, cloud, ME, AUTH)).json()["llm_profiles"]
     assert masked == {
         "profiles": {
             "fast": {
@@ -312,7 +293,7 @@ async def test_llm_profiles(http: aiohttp.ClientSession, cloud: FakeCloud) -> No
         },
         "active_profile": "local",
     }
-    exposed = (await get(http, cloud, ME + "?expose_secrets=true", BOTH)).json()
+    exposed = (await fetch(http, cloud, ME + "?expose_secrets=true", BOTH)).json()
     assert exposed["llm_profiles"]["profiles"]["fast"]["api_key"] == "sk-fast"
 
     with pytest.raises(ConfigurationError, match="LLM profile: model") as excinfo:
@@ -322,7 +303,7 @@ async def test_llm_profiles(http: aiohttp.ClientSession, cloud: FakeCloud) -> No
 
 
 async def test_mcp_config(http: aiohttp.ClientSession, cloud: FakeCloud) -> None:
-    assert (await get(http, cloud, ME, AUTH)).json()["mcp_config"] is None
+    assert (await fetch(http, cloud, ME, AUTH)).json()["mcp_config"] is None
     cloud.set_mcp_config(
         "user-demo",
         sse_servers=[{"url": "https://mcp.example.com/sse", "api_key": "mcp-key"}],
@@ -340,7 +321,7 @@ async def test_mcp_config(http: aiohttp.ClientSession, cloud: FakeCloud) -> None
     }
     # The server's MCP models hold api_key and env as plain strings: never masked. The
     # released client reads them without expose_secrets.
-    assert (await get(http, cloud, ME, AUTH)).json()["mcp_config"] == expected
+    assert (await fetch(http, cloud, ME, AUTH)).json()["mcp_config"] == expected
     with pytest.raises(ConfigurationError, match=r"sse_servers\[0\]\.url is required"):
         cloud.set_mcp_config("user-demo", sse_servers=[{"api_key": "k"}])
 
@@ -375,16 +356,16 @@ async def test_everything_is_seedable(http: aiohttp.ClientSession) -> None:
     async with FakeCloud(seed=seed) as cloud:
         assert cloud.dump_seed() == seed
         headers = {"Authorization": "Bearer k1", "X-Session-API-Key": "s1"}
-        body = (await get(http, cloud, ME + "?expose_secrets=1", headers)).json()
+        body = (await fetch(http, cloud, ME + "?expose_secrets=1", headers)).json()
         assert body["llm_profiles"]["profiles"]["fast"]["api_key"] == "sk-2"
         assert body["mcp_config"]["sse_servers"] == [{"url": "https://m/sse", "api_key": None}]
-        listed = await get(
+        listed = await fetch(
             http, cloud, "/api/v1/sandboxes/sb-1/settings/secrets?agent_profile_id=ap-1", headers
         )
         assert listed.json() == {
             "secrets": [{"name": "github_token", "description": "github_token provider token"}]
         }
-        orphan = await get(
+        orphan = await fetch(
             http,
             cloud,
             "/api/v1/sandboxes/sb-orphan/settings/secrets",

@@ -10,15 +10,14 @@ differs (``Differs:``).
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-from yarl import URL
 
 from cloudcreds.testing import FakeCloud, FakeUser
+
+from _helpers import fetch
 
 SANDBOX_ID = "sb-test-123"
 USER_ID = "test-user-id"
@@ -29,24 +28,6 @@ LIST = f"/api/v1/sandboxes/{SANDBOX_ID}/settings/secrets"
 GH_KEY = "github_token"  # ProviderHandler.get_provider_env_key(ProviderType.GITHUB)
 GL_KEY = "gitlab_token"  # ProviderHandler.get_provider_env_key(ProviderType.GITLAB)
 MASK = "**********"
-
-
-class Reply:
-    """Status, content type and body of an answer."""
-
-    def __init__(self, status: int, content_type: str, raw: bytes) -> None:
-        self.status = status
-        self.content_type = content_type
-        self.raw = raw
-
-    def json(self) -> Any:
-        return json.loads(self.raw)
-
-    @property
-    def detail(self) -> str:
-        detail = self.json()["detail"]
-        assert isinstance(detail, str)
-        return detail
 
 
 @pytest.fixture
@@ -74,17 +55,6 @@ def owner(cloud: FakeCloud) -> FakeUser:
     return cloud.users[USER_ID]
 
 
-async def get(
-    http: aiohttp.ClientSession,
-    cloud: FakeCloud,
-    path: str,
-    headers: Mapping[str, str] | None = None,
-) -> Reply:
-    url = URL(cloud.url + path, encoded=True)
-    async with http.get(url, headers=headers or {}, allow_redirects=False) as resp:
-        return Reply(resp.status, resp.headers.get("Content-Type", ""), await resp.read())
-
-
 def session(key: str = SESSION_KEY) -> dict[str, str]:
     return {"X-Session-API-Key": key}
 
@@ -99,12 +69,13 @@ def dual(key: str = SESSION_KEY) -> dict[str, str]:
 
 
 async def test_rejects_missing_key(http: aiohttp.ClientSession, cloud: FakeCloud) -> None:
-    """Upstream: TestValidateSessionKey.test_rejects_missing_key."""
+    """Upstream: TestValidateSessionKey.test_rejects_missing_key, and through HTTP
+    TestSandboxSecretsIntegration.test_secrets_list_without_session_key_returns_401."""
     for path, headers in (
         (LIST, {}),
         (ME + "?expose_secrets=true", {"Authorization": f"Bearer {API_KEY}"}),
     ):
-        reply = await get(http, cloud, path, headers)
+        reply = await fetch(http, cloud, path, headers)
         assert reply.status == 401
         assert "X-Session-API-Key" in reply.detail
 
@@ -112,17 +83,19 @@ async def test_rejects_missing_key(http: aiohttp.ClientSession, cloud: FakeCloud
 async def test_rejects_empty_string_key(http: aiohttp.ClientSession, cloud: FakeCloud) -> None:
     """Upstream: TestValidateSessionKey.test_rejects_empty_string_key."""
     for path, headers in ((LIST, session("")), (ME + "?expose_secrets=true", dual(""))):
-        reply = await get(http, cloud, path, headers)
+        reply = await fetch(http, cloud, path, headers)
         assert (reply.status, reply.detail) == (401, "X-Session-API-Key header is required")
 
 
 async def test_rejects_invalid_key(http: aiohttp.ClientSession, cloud: FakeCloud) -> None:
-    """Upstream: TestValidateSessionKey.test_rejects_invalid_key."""
+    """Upstream: TestValidateSessionKey.test_rejects_invalid_key, and through HTTP
+    TestExposeSecretsIntegration.test_expose_secrets_with_invalid_session_key_returns_401 and
+    TestSandboxSecretsIntegration.test_secrets_list_with_invalid_session_key_returns_401."""
     for path, headers in (
         (LIST, session("bogus-key")),
         (ME + "?expose_secrets=true", dual("bogus-key")),
     ):
-        reply = await get(http, cloud, path, headers)
+        reply = await fetch(http, cloud, path, headers)
         assert reply.status == 401
         assert "Invalid session API key" in reply.detail
 
@@ -130,8 +103,8 @@ async def test_rejects_invalid_key(http: aiohttp.ClientSession, cloud: FakeCloud
 async def test_accepts_valid_key(http: aiohttp.ClientSession, cloud: FakeCloud) -> None:
     """Upstream: TestValidateSessionKey.test_accepts_valid_key (and
     test_accepts_running_sandbox: a RUNNING sandbox is accepted)."""
-    assert (await get(http, cloud, LIST, session())).status == 200
-    assert (await get(http, cloud, ME + "?expose_secrets=true", dual())).status == 200
+    assert (await fetch(http, cloud, LIST, session())).status == 200
+    assert (await fetch(http, cloud, ME + "?expose_secrets=true", dual())).status == 200
 
 
 async def test_rejects_sandbox_without_user(http: aiohttp.ClientSession, cloud: FakeCloud) -> None:
@@ -143,7 +116,7 @@ async def test_rejects_sandbox_without_user(http: aiohttp.ClientSession, cloud: 
     missing user.
     """
     cloud.add_sandbox(None, sandbox_id="sb-no-user", session_api_key="no-user-key")
-    reply = await get(
+    reply = await fetch(
         http, cloud, "/api/v1/sandboxes/sb-no-user/settings/secrets", session("no-user-key")
     )
     assert reply.status == 401
@@ -162,7 +135,7 @@ async def test_rejects_sandbox_not_running(
     """
     cloud.set_running(SANDBOX_ID, False)
     for path, headers in ((LIST, session()), (ME + "?expose_secrets=true", dual())):
-        reply = await get(http, cloud, path, headers)
+        reply = await fetch(http, cloud, path, headers)
         assert reply.status == 401, status
         assert "not running" in reply.detail
 
@@ -174,7 +147,7 @@ async def test_expose_secrets_returns_raw_api_key(
     http: aiohttp.ClientSession, cloud: FakeCloud
 ) -> None:
     """Upstream: TestGetCurrentUserExposeSecrets.test_expose_secrets_returns_raw_api_key."""
-    body = (await get(http, cloud, ME + "?expose_secrets=true", dual())).json()
+    body = (await fetch(http, cloud, ME + "?expose_secrets=true", dual())).json()
     sdk_vals = body["agent_settings"]
     assert sdk_vals["llm"]["model"] == "anthropic/claude-sonnet-4-20250514"
     assert sdk_vals["llm"]["api_key"] == "sk-test-key-123"
@@ -184,8 +157,9 @@ async def test_expose_secrets_returns_raw_api_key(
 async def test_expose_secrets_rejects_missing_session_key(
     http: aiohttp.ClientSession, cloud: FakeCloud
 ) -> None:
-    """Upstream: TestGetCurrentUserExposeSecrets.test_expose_secrets_rejects_missing_session_key."""
-    reply = await get(
+    """Upstream: TestGetCurrentUserExposeSecrets.test_expose_secrets_rejects_missing_session_key
+    and TestExposeSecretsIntegration.test_expose_secrets_without_session_key_returns_401."""
+    reply = await fetch(
         http, cloud, ME + "?expose_secrets=true", {"Authorization": f"Bearer {API_KEY}"}
     )
     assert reply.status == 401
@@ -195,11 +169,13 @@ async def test_expose_secrets_rejects_missing_session_key(
 async def test_expose_secrets_rejects_wrong_user(
     http: aiohttp.ClientSession, cloud: FakeCloud
 ) -> None:
-    """Upstream: TestGetCurrentUserExposeSecrets.test_expose_secrets_rejects_wrong_user."""
+    """Upstream: TestGetCurrentUserExposeSecrets.test_expose_secrets_rejects_wrong_user and
+    TestExposeSecretsIntegration.test_expose_secrets_with_wrong_user_returns_403."""
     user_b = cloud.add_user(user_id="user-B", api_key="user-b-key")
     cloud.add_sandbox(user_b, sandbox_id="sb-b", session_api_key="stolen-key")
-    reply = await get(http, cloud, ME + "?expose_secrets=true", dual("stolen-key"))
+    reply = await fetch(http, cloud, ME + "?expose_secrets=true", dual("stolen-key"))
     assert reply.status == 403
+    assert "does not belong" in reply.detail
 
 
 async def test_expose_secrets_rejects_unknown_caller(
@@ -213,14 +189,14 @@ async def test_expose_secrets_rejects_unknown_caller(
     session-key check.
     """
     headers = {"Authorization": "Bearer unknown-key", "X-Session-API-Key": SESSION_KEY}
-    reply = await get(http, cloud, ME + "?expose_secrets=true", headers)
+    reply = await fetch(http, cloud, ME + "?expose_secrets=true", headers)
     assert (reply.status, reply.detail) == (401, "Not authenticated")
 
 
 async def test_default_masks_api_key(http: aiohttp.ClientSession, cloud: FakeCloud) -> None:
     """Upstream: TestGetCurrentUserExposeSecrets.test_default_masks_api_key (no session key
     needed without expose_secrets)."""
-    reply = await get(http, cloud, ME, {"Authorization": f"Bearer {API_KEY}"})
+    reply = await fetch(http, cloud, ME, {"Authorization": f"Bearer {API_KEY}"})
     assert reply.status == 200
     dumped = reply.json()
     assert dumped["agent_settings"]["llm"]["api_key"] != "sk-test-key-123"
@@ -239,7 +215,7 @@ async def test_returns_secret_names_without_values(
         USER_ID, "GITHUB_TOKEN", "ghp_test123", description="GitHub personal access token"
     )
     cloud.add_secret(USER_ID, "MY_API_KEY", "my-api-key-value", description="Custom API key")
-    reply = await get(http, cloud, LIST, session())
+    reply = await fetch(http, cloud, LIST, session())
     secrets = reply.json()["secrets"]
     assert len(secrets) == 2
     assert {s["name"] for s in secrets} == {"GITHUB_TOKEN", "MY_API_KEY"}
@@ -252,7 +228,7 @@ async def test_returns_secret_names_without_values(
 
 async def test_returns_empty_when_no_secrets(http: aiohttp.ClientSession, cloud: FakeCloud) -> None:
     """Upstream: TestListSecretNames.test_returns_empty_when_no_secrets."""
-    assert (await get(http, cloud, LIST, session())).json() == {"secrets": []}
+    assert (await fetch(http, cloud, LIST, session())).json() == {"secrets": []}
 
 
 # ---------------------------------------- TestGetSecretValue
@@ -261,7 +237,7 @@ async def test_returns_empty_when_no_secrets(http: aiohttp.ClientSession, cloud:
 async def test_returns_raw_secret_value(http: aiohttp.ClientSession, cloud: FakeCloud) -> None:
     """Upstream: TestGetSecretValue.test_returns_raw_secret_value."""
     cloud.add_secret(USER_ID, "GITHUB_TOKEN", "ghp_actual_secret", description="GitHub token")
-    reply = await get(http, cloud, LIST + "/GITHUB_TOKEN", session())
+    reply = await fetch(http, cloud, LIST + "/GITHUB_TOKEN", session())
     assert reply.raw == b"ghp_actual_secret"
     # Starlette adds the charset to text/* media types
     assert reply.content_type == "text/plain; charset=utf-8"
@@ -272,7 +248,7 @@ async def test_returns_404_for_unknown_secret(
 ) -> None:
     """Upstream: TestGetSecretValue.test_returns_404_for_unknown_secret (neither a custom
     secret nor a provider token)."""
-    reply = await get(http, cloud, LIST + "/NONEXISTENT", session())
+    reply = await fetch(http, cloud, LIST + "/NONEXISTENT", session())
     assert (reply.status, reply.detail) == (404, "Secret not found")
 
 
@@ -281,44 +257,11 @@ async def test_returns_404_for_none_value_secret(
 ) -> None:
     """Upstream: TestGetSecretValue.test_returns_404_for_none_value_secret."""
     cloud.add_secret(USER_ID, "EMPTY_SECRET", None)
-    reply = await get(http, cloud, LIST + "/EMPTY_SECRET", session())
+    reply = await fetch(http, cloud, LIST + "/EMPTY_SECRET", session())
     assert (reply.status, reply.detail) == (404, "Secret has no value")
 
 
 # ---------------------------------------- TestExposeSecretsIntegration
-
-
-async def test_expose_secrets_without_session_key_returns_401(
-    http: aiohttp.ClientSession, cloud: FakeCloud
-) -> None:
-    """Upstream: TestExposeSecretsIntegration.
-    test_expose_secrets_without_session_key_returns_401."""
-    reply = await get(
-        http, cloud, ME + "?expose_secrets=true", {"Authorization": f"Bearer {API_KEY}"}
-    )
-    assert reply.status == 401
-    assert "X-Session-API-Key" in reply.detail
-
-
-async def test_expose_secrets_with_invalid_session_key_returns_401(
-    http: aiohttp.ClientSession, cloud: FakeCloud
-) -> None:
-    """Upstream: TestExposeSecretsIntegration.
-    test_expose_secrets_with_invalid_session_key_returns_401."""
-    reply = await get(http, cloud, ME + "?expose_secrets=true", dual("bogus-key"))
-    assert reply.status == 401
-    assert "Invalid session API key" in reply.detail
-
-
-async def test_expose_secrets_with_wrong_user_returns_403(
-    http: aiohttp.ClientSession, cloud: FakeCloud
-) -> None:
-    """Upstream: TestExposeSecretsIntegration.test_expose_secrets_with_wrong_user_returns_403."""
-    user_b = cloud.add_user(user_id="user-B", api_key="user-b-key")
-    cloud.add_sandbox(user_b, sandbox_id="sb-b", session_api_key="stolen-key")
-    reply = await get(http, cloud, ME + "?expose_secrets=true", dual("stolen-key"))
-    assert reply.status == 403
-    assert "does not belong" in reply.detail
 
 
 async def test_expose_secrets_valid_dual_auth_returns_200_unmasked(
@@ -327,7 +270,7 @@ async def test_expose_secrets_valid_dual_auth_returns_200_unmasked(
     """Upstream: TestExposeSecretsIntegration.
     test_expose_secrets_valid_dual_auth_returns_200_unmasked."""
     owner(cloud).llm_api_key = "sk-real-secret"
-    reply = await get(http, cloud, ME + "?expose_secrets=true", dual())
+    reply = await fetch(http, cloud, ME + "?expose_secrets=true", dual())
     assert reply.status == 200
     llm = reply.json()["agent_settings"]["llm"]
     assert llm == {
@@ -346,7 +289,7 @@ async def test_default_masks_secrets_via_http(
     None; the fake's test reads the JSON and sees the mask itself.
     """
     owner(cloud).llm_api_key = "sk-should-be-masked"
-    reply = await get(http, cloud, ME, {"Authorization": f"Bearer {API_KEY}"})
+    reply = await fetch(http, cloud, ME, {"Authorization": f"Bearer {API_KEY}"})
     assert reply.status == 200
     assert reply.json()["agent_settings"]["llm"]["api_key"] == MASK
     assert b"sk-should-be-masked" not in reply.raw
@@ -355,32 +298,13 @@ async def test_default_masks_secrets_via_http(
 # ---------------------------------------- TestSandboxSecretsIntegration
 
 
-async def test_secrets_list_without_session_key_returns_401(
-    http: aiohttp.ClientSession, cloud: FakeCloud
-) -> None:
-    """Upstream: TestSandboxSecretsIntegration.test_secrets_list_without_session_key_returns_401."""
-    reply = await get(http, cloud, LIST)
-    assert reply.status == 401
-    assert "X-Session-API-Key" in reply.detail
-
-
-async def test_secrets_list_with_invalid_session_key_returns_401(
-    http: aiohttp.ClientSession, cloud: FakeCloud
-) -> None:
-    """Upstream: TestSandboxSecretsIntegration.
-    test_secrets_list_with_invalid_session_key_returns_401."""
-    reply = await get(http, cloud, LIST, session("bogus"))
-    assert reply.status == 401
-    assert "Invalid session API key" in reply.detail
-
-
 async def test_secrets_list_with_mismatched_sandbox_id_returns_403(
     http: aiohttp.ClientSession, cloud: FakeCloud
 ) -> None:
     """Upstream: TestSandboxSecretsIntegration.
     test_secrets_list_with_mismatched_sandbox_id_returns_403."""
     cloud.add_sandbox(USER_ID, sandbox_id="other-sandbox", session_api_key="valid-key")
-    reply = await get(http, cloud, LIST, session("valid-key"))
+    reply = await fetch(http, cloud, LIST, session("valid-key"))
     assert reply.status == 403
     assert "does not match" in reply.detail
 
@@ -392,7 +316,7 @@ async def test_sandbox_without_user_returns_401_for_secret_value(
     test_sandbox_without_user_returns_401_for_secret_value."""
     cloud.add_sandbox(None, sandbox_id="sb-no-user", session_api_key="valid-key")
     path = "/api/v1/sandboxes/sb-no-user/settings/secrets/MY_SECRET"
-    reply = await get(http, cloud, path, session("valid-key"))
+    reply = await fetch(http, cloud, path, session("valid-key"))
     assert reply.status == 401
     assert "no associated user" in reply.detail
 
@@ -411,8 +335,8 @@ async def test_get_provider_tokens_as_env_vars(
     """
     cloud.add_provider_token(USER_ID, GH_KEY, "ghp_test123")
     cloud.add_provider_token(USER_ID, GL_KEY, "glpat-test456")
-    assert (await get(http, cloud, f"{LIST}/{GH_KEY}", session())).raw == b"ghp_test123"
-    assert (await get(http, cloud, f"{LIST}/{GL_KEY}", session())).raw == b"glpat-test456"
+    assert (await fetch(http, cloud, f"{LIST}/{GH_KEY}", session())).raw == b"ghp_test123"
+    assert (await fetch(http, cloud, f"{LIST}/{GL_KEY}", session())).raw == b"glpat-test456"
 
 
 async def test_get_provider_tokens_as_env_vars_prefers_latest_token(
@@ -426,9 +350,9 @@ async def test_get_provider_tokens_as_env_vars_prefers_latest_token(
     the next request.
     """
     cloud.add_provider_token(USER_ID, "azure_devops_token", "stale-token")
-    assert (await get(http, cloud, f"{LIST}/azure_devops_token", session())).raw == b"stale-token"
+    assert (await fetch(http, cloud, f"{LIST}/azure_devops_token", session())).raw == b"stale-token"
     cloud.add_provider_token(USER_ID, "azure_devops_token", "fresh-token")
-    assert (await get(http, cloud, f"{LIST}/azure_devops_token", session())).raw == b"fresh-token"
+    assert (await fetch(http, cloud, f"{LIST}/azure_devops_token", session())).raw == b"fresh-token"
 
 
 async def test_get_provider_tokens_continues_after_a_bad_token(
@@ -443,9 +367,9 @@ async def test_get_provider_tokens_continues_after_a_bad_token(
     """
     cloud.add_provider_token(USER_ID, "azure_devops_token", "")
     cloud.add_provider_token(USER_ID, GH_KEY, "ghp_test123")
-    names = [s["name"] for s in (await get(http, cloud, LIST, session())).json()["secrets"]]
+    names = [s["name"] for s in (await fetch(http, cloud, LIST, session())).json()["secrets"]]
     assert names == [GH_KEY]
-    assert (await get(http, cloud, f"{LIST}/{GH_KEY}", session())).raw == b"ghp_test123"
+    assert (await fetch(http, cloud, f"{LIST}/{GH_KEY}", session())).raw == b"ghp_test123"
 
 
 async def test_empty_provider_tokens_excluded(
@@ -453,8 +377,8 @@ async def test_empty_provider_tokens_excluded(
 ) -> None:
     """Upstream: TestProviderTokensInEndpoints.test_empty_provider_tokens_excluded."""
     cloud.add_provider_token(USER_ID, GH_KEY, "")
-    assert (await get(http, cloud, LIST, session())).json() == {"secrets": []}
-    reply = await get(http, cloud, f"{LIST}/{GH_KEY}", session())
+    assert (await fetch(http, cloud, LIST, session())).json() == {"secrets": []}
+    reply = await fetch(http, cloud, f"{LIST}/{GH_KEY}", session())
     assert (reply.status, reply.detail) == (404, "Secret not found")
 
 
@@ -464,7 +388,7 @@ async def test_none_provider_tokens_returns_empty(
     """Upstream: TestProviderTokensInEndpoints.test_none_provider_tokens_returns_empty (a
     user without provider tokens lists only the custom secrets)."""
     cloud.add_secret(USER_ID, "MY_KEY", "my-value", description="custom key")
-    assert (await get(http, cloud, LIST, session())).json() == {
+    assert (await fetch(http, cloud, LIST, session())).json() == {
         "secrets": [{"name": "MY_KEY", "description": "custom key"}]
     }
 
@@ -477,7 +401,7 @@ async def test_list_secret_names_includes_provider_tokens(
     ``"<ENV_KEY> provider token"``)."""
     cloud.add_secret(USER_ID, "MY_KEY", "my-value", description="custom key")
     cloud.add_provider_token(USER_ID, GH_KEY, "ghp_test123")
-    secrets = (await get(http, cloud, LIST, session())).json()["secrets"]
+    secrets = (await fetch(http, cloud, LIST, session())).json()["secrets"]
     assert secrets == [
         {"name": "MY_KEY", "description": "custom key"},
         {"name": GH_KEY, "description": f"{GH_KEY} provider token"},
@@ -489,7 +413,7 @@ async def test_get_secret_value_resolves_provider_token(
 ) -> None:
     """Upstream: TestProviderTokensInEndpoints.test_get_secret_value_resolves_provider_token."""
     cloud.add_provider_token(USER_ID, GH_KEY, "ghp_fresh_token")
-    reply = await get(http, cloud, f"{LIST}/{GH_KEY}", session())
+    reply = await fetch(http, cloud, f"{LIST}/{GH_KEY}", session())
     assert reply.raw == b"ghp_fresh_token"
     assert reply.content_type == "text/plain; charset=utf-8"
 
@@ -501,4 +425,4 @@ async def test_custom_secret_takes_priority_over_provider_token(
     test_custom_secret_takes_priority_over_provider_token."""
     cloud.add_secret(USER_ID, GH_KEY, "custom-override", description="user override")
     cloud.add_provider_token(USER_ID, GH_KEY, "provider-value")
-    assert (await get(http, cloud, f"{LIST}/{GH_KEY}", session())).raw == b"custom-override"
+    assert (await fetch(http, cloud, f"{LIST}/{GH_KEY}", session())).raw == b"custom-override"

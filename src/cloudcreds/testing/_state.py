@@ -335,9 +335,12 @@ class CloudState:
         """Add everything a checked seed describes (call :meth:`check_seed` first)."""
         for entry in seed.users:
             self._load_user(entry)
-        for sandbox in seed.sandboxes:
+        self._load_sandboxes(None, seed.sandboxes)
+
+    def _load_sandboxes(self, owner: FakeUser | None, sandboxes: Sequence[SandboxSeed]) -> None:
+        for sandbox in sandboxes:
             self.add_sandbox(
-                None,
+                owner,
                 sandbox_id=sandbox.id,
                 session_api_key=sandbox.session_api_key,
                 running=sandbox.running,
@@ -364,13 +367,7 @@ class CloudState:
             user.agent_profiles[profile.id] = (
                 None if profile.secret_refs is None else tuple(profile.secret_refs)
             )
-        for sandbox in entry.sandboxes:
-            self.add_sandbox(
-                user,
-                sandbox_id=sandbox.id,
-                session_api_key=sandbox.session_api_key,
-                running=sandbox.running,
-            )
+        self._load_sandboxes(user, entry.sandboxes)
 
     def dump(self) -> dict[str, Any]:
         """Describe every user, secret and sandbox in the seed format.
