@@ -23,21 +23,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ctypes
-import ctypes.util
 import gc
 import json
 import os
-import platform
 import re
-import resource
-import select
 import statistics
 import subprocess
 import sys
-import time
 import tracemalloc
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -56,7 +50,17 @@ from cloudcreds import (
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
-import _server  # noqa: E402 - a sibling module, importable once HERE is on the path
+import _server  # noqa: E402 - sibling modules, importable once HERE is on the path
+from _harness import (  # noqa: E402
+    Server,
+    environment,
+    max_rss_bytes,
+    measure,
+    ratios,
+    reset_peak_rss,
+    running_server,
+    summary,
+)
 
 BENCHMARKS = ("overhead", "concurrency", "resolver", "scale", "import")
 RESULTS_DIR = HERE / "results"
@@ -69,8 +73,6 @@ OVERHEAD_GOAL = 1.15
 CONCURRENCY_GOAL = 1.10
 SEQUENTIAL_EXPECTED = 2.0
 LATENCY = 0.05
-SERVER_START_TIMEOUT = 60.0
-COMMAND_TIMEOUT = 30.0
 CHILD_TIMEOUT = 300.0
 
 ME_PATH = "/api/v1/users/me?expose_secrets=true"
@@ -78,126 +80,10 @@ SESSION_HEADER = "X-Session-API-Key"
 JSON_ACCEPT = "application/json"
 
 
-# --------------------------------------------------------------------------- statistics
-
-
-def summary(samples: Sequence[float], digits: int = 6) -> dict[str, Any]:
-    """Median, min, max and the samples themselves, rounded for stable JSON."""
-    return {
-        "median": round(statistics.median(samples), digits),
-        "min": round(min(samples), digits),
-        "max": round(max(samples), digits),
-        "samples": [round(s, digits) for s in samples],
-    }
-
-
-def ratios(numerators: Sequence[float], denominators: Sequence[float]) -> dict[str, Any]:
-    """Round-by-round ratios (paired samples), summarized."""
-    return summary([a / b for a, b in zip(numerators, denominators, strict=True)], 4)
-
-
-def environment() -> dict[str, Any]:
-    """What the numbers were measured on."""
-    versions = {}
-    for name in ("cloudcreds", "aiohttp", "pydantic", "pydantic_core", "anyio", "tenacity"):
-        with contextlib.suppress(Exception):
-            from importlib.metadata import version
-
-            versions[name] = version(name)
-    return {
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "machine": platform.machine(),
-        "system": platform.system(),
-        "cpus": os.cpu_count(),
-        "versions": versions,
-    }
-
-
-# --------------------------------------------------------------------------- the server
-
-
-class Server:
-    """The FakeCloud process: started with a seed, driven over its stdin."""
-
-    def __init__(self, sandboxes: int, secrets: int = 3) -> None:
-        self._proc = subprocess.Popen(
-            [
-                sys.executable,
-                str(HERE / "_server.py"),
-                "--sandboxes",
-                str(sandboxes),
-                "--secrets",
-                str(secrets),
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            bufsize=1,
-        )
-        line = self._readline(SERVER_START_TIMEOUT)
-        self.url: str = json.loads(line)["url"]
-
-    def _readline(self, timeout: float) -> str:
-        stdout = self._proc.stdout
-        assert stdout is not None
-        ready, _, _ = select.select([stdout], [], [], timeout)
-        if not ready:
-            self.stop()
-            raise RuntimeError(f"the benchmark server did not answer within {timeout:g}s")
-        line = stdout.readline()
-        if not line:
-            raise RuntimeError(f"the benchmark server exited (code {self._proc.poll()})")
-        return line.strip()
-
-    def command(self, line: str) -> str:
-        """Send one command line; return the answer after ``ok``."""
-        stdin = self._proc.stdin
-        assert stdin is not None
-        stdin.write(line + "\n")
-        stdin.flush()
-        answer = self._readline(COMMAND_TIMEOUT)
-        if not answer.startswith("ok"):
-            raise RuntimeError(f"server command {line!r} failed: {answer}")
-        return answer[2:].strip()
-
-    def stop(self) -> None:
-        """Ask the server to quit; kill it if it does not within a few seconds."""
-        proc = self._proc
-        if proc.poll() is None:
-            with contextlib.suppress(OSError, ValueError):
-                assert proc.stdin is not None
-                proc.stdin.write("quit\n")
-                proc.stdin.close()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
-        if proc.stdout is not None:
-            proc.stdout.close()
-
-
-@contextlib.contextmanager
-def running_server(sandboxes: int) -> Iterator[Server]:
-    """A started :class:`Server`, stopped on exit."""
-    server = Server(sandboxes)
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-# --------------------------------------------------------------------------- measuring
-
-
-async def measure(run: Callable[[], Awaitable[Any]]) -> tuple[float, float, Any]:
-    """CPU seconds and wall seconds of one awaited run (garbage collected first)."""
-    gc.collect()
-    cpu0, wall0 = time.process_time(), time.perf_counter()
-    result = await run()
-    wall1, cpu1 = time.perf_counter(), time.process_time()
-    return cpu1 - cpu0, wall1 - wall0, result
+def start_server(sandboxes: int, secrets: int = 3) -> contextlib.AbstractContextManager[Server]:
+    """The FakeCloud process of ``_server.py`` seeded with ``sandboxes``, stopped on exit."""
+    script = str(HERE / "_server.py")
+    return running_server([script, "--sandboxes", str(sandboxes), "--secrets", str(secrets)])
 
 
 def secrets_url(base: str, sandbox_id: str) -> str:
@@ -494,28 +380,6 @@ async def bench_resolver(server: Server, n: int, hits: int, rounds: int) -> dict
 
 
 # --------------------------------------------------------------------------- 4. scale
-
-
-def max_rss_bytes() -> int:
-    """Peak resident set size of this process so far (ru_maxrss is KiB on Linux)."""
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss if sys.platform == "darwin" else rss * 1024
-
-
-def reset_peak_rss() -> bool:
-    """Restart the peak RSS from the current RSS (Linux), so imports' peak is not counted.
-
-    Free heap memory is handed back to the system first (glibc's ``malloc_trim``), or
-    the next allocations would reuse it without the RSS showing them.
-    """
-    gc.collect()
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
-    try:
-        Path("/proc/self/clear_refs").write_text("5", encoding="ascii")
-    except OSError:
-        return False
-    return True
 
 
 async def child_scale(url: str, n: int) -> dict[str, Any]:
@@ -975,7 +839,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         needs_server = set(args.only) - {"import"}
         results = {}
         if needs_server:
-            with running_server(max(sizes)) as server:
+            with start_server(max(sizes)) as server:
                 results.update(asyncio.run(run_async(args, server)))
                 if "scale" in args.only:
                     print(f"scale: {sizes} sandboxes x {args.rounds} rounds...", file=sys.stderr)

@@ -16,7 +16,6 @@ import logging
 import os
 import shlex
 import signal
-import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -42,15 +41,20 @@ from cloudcreds import (
     ServerError,
     UntrustedOriginError,
 )
-from cloudcreds import _cli as cli_module
+from cloudcreds import cli as cli_module
+from cloudcreds.cli._args import connection
+from cloudcreds.cli._gather import ProgressBar
+from cloudcreds.cli._main import setup_logging
 from cloudcreds.testing import FakeCloud, Fault
-from conftest import (
+
+from _helpers import (
     CANARY_API_KEY,
     CANARY_LLM_KEY,
     CANARY_SECRET,
     CANARY_SESSION_KEY,
     Account,
     assert_no_canary,
+    closed_port,
 )
 
 #: Bound on one CLI run (start-up included); generous for a loaded 2-core machine.
@@ -134,13 +138,6 @@ def assert_one_line_error(result: Result, code: int) -> str:
 def same(value: str, expected: str) -> bool:
     """Compare secret-bearing text without letting pytest print either side."""
     return value == expected
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 def env_probe(expect: Mapping[str, str | None], ok_code: int) -> str:
@@ -299,7 +296,7 @@ def test_exit_code_for_each_error_class(error: CloudCredsError, code: int) -> No
 
 def test_progress_bar_draws_on_one_line() -> None:
     stream = io.StringIO()
-    bar = cli_module._ProgressBar(stream, width=8)
+    bar = ProgressBar(stream, width=8)
     bar(0, 4)
     bar(2, 4)
     bar(4, 4)
@@ -654,7 +651,7 @@ async def test_verbose_logs_retries_and_requests(account: Account) -> None:
 def test_verbosity_sets_the_library_logger_level(count: int, level: str | None) -> None:
     logger = logging.getLogger("cloudcreds")
     saved = logger.level
-    handler = cli_module._setup_logging(count)
+    handler = setup_logging(count)
     try:
         if level is None:
             assert handler is None
@@ -781,5 +778,5 @@ def test_insecure_http_is_refused_with_a_hint_at_the_flag(
 
 def test_allow_insecure_http_flag_reaches_the_workspace() -> None:
     args = cli_module.build_parser().parse_args([*INSECURE_ARGS, "--allow-insecure-http"])
-    ws = cli_module._workspace(cli_module._settings(args))  # no request: nothing to close
+    ws = connection(args).workspace()  # no request: nothing to close
     assert ws.cloud_api_url == "http://cloud.example.com"

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import email.utils
 import logging
-import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -50,13 +49,15 @@ from cloudcreds import (
     Timeouts,
 )
 from cloudcreds.testing import Fault
-from conftest import (
+
+from _helpers import (
     CANARY_API_KEY,
     CANARY_LLM_KEY,
     CANARY_SECRET,
     CANARY_SESSION_KEY,
     Account,
     assert_no_canary,
+    closed_port,
     retry_waits,
 )
 
@@ -87,13 +88,6 @@ HTML = b"<html><body>Sign in to continue</body></html>"
 
 def _http_date_in(seconds: float) -> str:
     return email.utils.formatdate(time.time() + seconds, usegmt=True)
-
-
-def _closed_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 # --------------------------------------------------------------------------- the faults
@@ -301,7 +295,7 @@ async def test_fault_matrix(
     cloud = account.cloud
     base_url = cloud.url
     if row.fault is None:
-        base_url = f"http://127.0.0.1:{_closed_port()}"
+        base_url = f"http://127.0.0.1:{closed_port()}"
     else:
         count = 1 if mode == "once" else ATTEMPTS * row.per_attempt + 2
         cloud.inject(op.path, *[row.fault() for _ in range(count)])

@@ -28,7 +28,8 @@ from cloudcreds import (
     Timeouts,
 )
 from cloudcreds.testing import FakeCloud, Fault
-from conftest import (
+
+from _helpers import (
     CANARY_API_KEY,
     CANARY_SESSION_KEY,
     FAST_RETRY,

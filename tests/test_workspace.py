@@ -27,7 +27,8 @@ from cloudcreds import (
 )
 from cloudcreds._http import HTTPCore
 from cloudcreds.testing import FakeCloud, Fault, RecordedRequest
-from conftest import (
+
+from _helpers import (
     CANARY_API_KEY,
     CANARY_LLM_KEY,
     CANARY_SECRET,

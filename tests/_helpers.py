@@ -1,0 +1,98 @@
+"""Helpers the tests import: canary values, the seeded account, waiting, a closed port.
+
+Fixtures stay in ``conftest.py`` (pytest finds them there); everything a test module
+imports by name lives here, so no test imports ``conftest``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytest
+
+from cloudcreds import CloudWorkspace, RetryPolicy
+from cloudcreds.testing import FakeCloud, FakeSandbox, FakeUser
+
+# Every environment variable the library reads: tests start without them.
+LIBRARY_ENV = (
+    "OPENHANDS_CLOUD_API_URL",
+    "OPENHANDS_API_KEY",
+    "SANDBOX_ID",
+    "SESSION_API_KEY",
+    "CLOUDCREDS_TRUSTED_ORIGINS",
+)
+
+# Canary values: distinct, recognisable, and never allowed to appear in any output.
+CANARY_API_KEY = "canary-api-key-7f3a9c"
+CANARY_SESSION_KEY = "canary-session-key-b81d2e"
+CANARY_LLM_KEY = "sk-canary-llm-key-4c6e0a"
+CANARY_SECRET = "ghp_canary_secret_value_93kd7"
+CANARIES = (CANARY_API_KEY, CANARY_SESSION_KEY, CANARY_LLM_KEY, CANARY_SECRET)
+
+#: Retries without sleeping, so retry tests are fast and deterministic.
+FAST_RETRY = RetryPolicy(attempts=4, initial_backoff=0, max_backoff=0, max_retry_after=0.05)
+
+
+@dataclass
+class Account:
+    """A seeded FakeCloud account whose keys are the canary values."""
+
+    cloud: FakeCloud
+    user: FakeUser
+    sandbox: FakeSandbox
+
+    @property
+    def url(self) -> str:
+        """The FakeCloud's base URL."""
+        return self.cloud.url
+
+    def workspace(self, **kwargs: object) -> CloudWorkspace:
+        """A CloudWorkspace of the account's sandbox (canary keys, fast retries)."""
+        kwargs.setdefault("session_api_key", CANARY_SESSION_KEY)
+        kwargs.setdefault("retry", FAST_RETRY)
+        return CloudWorkspace(self.cloud.url, CANARY_API_KEY, self.sandbox.id, **kwargs)  # type: ignore[arg-type]
+
+
+def assert_no_canary(text: str) -> None:
+    """Fail (without printing the canary) if any canary value appears in ``text``."""
+    __tracebackhide__ = True  # pytest would show `text` in the failure report
+    found = [i for i, canary in enumerate(CANARIES) if canary in text]
+    assert not found, f"canary value(s) #{found} leaked"
+
+
+#: The library's INFO line announcing a retry: "retrying GET url after X in 0.25s (attempt 2 of 4)".
+RETRY_LINE = re.compile(r"retrying .* in (\d+\.\d+)s \(attempt (\d+) of (\d+)\)")
+
+
+def retry_waits(caplog: pytest.LogCaptureFixture) -> list[float]:
+    """The waits the library announced in its "retrying ... in X.XXs" lines."""
+    waits = []
+    for record in caplog.records:
+        if record.name == "cloudcreds" and (match := RETRY_LINE.search(record.getMessage())):
+            waits.append(float(match.group(1)))
+    return waits
+
+
+async def wait_until(condition: Callable[[], object], *, within: float = 5.0) -> None:
+    """Poll ``condition`` every few milliseconds; fail if it stays false for ``within`` s.
+
+    ``within`` only catches a hang: it is never a claim about speed.
+    """
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail("condition not reached in time")
+        await asyncio.sleep(0.005)
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
