@@ -48,7 +48,7 @@ def test_importing_cloudcreds_never_imports_openhands() -> None:
     answer = _run(
         """
         import cloudcreds, cloudcreds.sync, cloudcreds.testing, cloudcreds.secrets
-        import cloudcreds._cli  # the command's module too
+        import cloudcreds.__main__  # the command and its modules too
         print(json.dumps({"attempts": attempts,
                           "loaded": sorted(m for m in sys.modules if m.startswith("openhands"))}))
         """

@@ -29,7 +29,9 @@ from cloudcreds import (
     ConfigurationError,
     EnvSecret,
     UntrustedOriginError,
+    load_secret_sources,
 )
+from cloudcreds import LookupSecret as CloudLookupSecret
 from cloudcreds import StaticSecret as CloudStaticSecret
 from cloudcreds.openhands import (
     EnvHeaderLookupSecret,
@@ -37,7 +39,9 @@ from cloudcreds.openhands import (
     to_openhands_secrets,
 )
 from cloudcreds.testing import FakeCloud
-from conftest import (
+
+from .conftest import ThreadedCloud
+from _helpers import (
     CANARY_API_KEY,
     CANARY_LLM_KEY,
     CANARY_SECRET,
@@ -45,8 +49,6 @@ from conftest import (
     FAST_RETRY,
     assert_no_canary,
 )
-
-from .conftest import ThreadedCloud
 
 SECRETS_PATH = "/api/v1/sandboxes/sb-1/settings/secrets/*"
 
@@ -255,3 +257,60 @@ def test_masked_headers_are_refused_not_dropped() -> None:
 def test_invalid_reference_is_refused_by_cloudcreds_rules() -> None:
     with pytest.raises(ValueError, match="env_headers"):
         EnvHeaderLookupSecret(url="https://app.all-hands.dev/x", env_headers={"X-K": "A=B"})
+
+
+def test_cloudcreds_json_loads_in_openhands_and_back() -> None:
+    ours = {
+        "GITHUB_TOKEN": {
+            "kind": "EnvHeaderLookupSecret",
+            "description": "GitHub token",
+            "url": "https://app.all-hands.dev/api/v1/sandboxes/sb-1/settings/secrets/GITHUB_TOKEN",
+            "headers": {},
+            "env_headers": {"X-Session-API-Key": "SESSION_API_KEY"},
+        }
+    }
+    theirs = SecretSource.model_validate(ours["GITHUB_TOKEN"])
+    assert isinstance(theirs, EnvHeaderLookupSecret)
+
+    back = load_secret_sources({"GITHUB_TOKEN": theirs.model_dump(mode="json")})
+    assert back["GITHUB_TOKEN"].model_dump(mode="json") == ours["GITHUB_TOKEN"]
+
+
+def test_openhands_json_loads_in_cloudcreds(
+    cloud: ThreadedCloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"{cloud.url}/api/v1/sandboxes/sb-1/settings/secrets/GITHUB_TOKEN"
+    theirs = {
+        "GITHUB_TOKEN": LookupSecret(
+            url=url, headers={"X-Session-API-Key": CANARY_SESSION_KEY}, description="GitHub token"
+        ),
+        "STATIC": StaticSecret(value=SecretStr(CANARY_SECRET), description="static"),
+    }
+    data = {
+        name: source.model_dump(mode="json", context={"expose_secrets": True})
+        for name, source in theirs.items()
+    }
+
+    loaded = load_secret_sources(json.loads(json.dumps(data)))
+
+    assert type(loaded["GITHUB_TOKEN"]) is CloudLookupSecret
+    assert loaded["GITHUB_TOKEN"].url == url
+    assert loaded["GITHUB_TOKEN"].description == "GitHub token"
+    assert loaded["GITHUB_TOKEN"].headers["X-Session-API-Key"].get_secret_value() == (
+        CANARY_SESSION_KEY
+    )
+    assert type(loaded["STATIC"]) is CloudStaticSecret
+    assert loaded["STATIC"].description == "static"
+    monkeypatch.setenv("CLOUDCREDS_TRUSTED_ORIGINS", cloud.url)
+    assert asyncio.run(loaded["GITHUB_TOKEN"].get_value()) == CANARY_SECRET
+    assert asyncio.run(loaded["STATIC"].get_value()) == CANARY_SECRET
+
+
+def test_masked_openhands_json_is_refused_by_cloudcreds() -> None:
+    masked = LookupSecret(
+        url="https://app.all-hands.dev/x", headers={"X-Session-API-Key": CANARY_SESSION_KEY}
+    ).model_dump(mode="json")
+
+    with pytest.raises(ConfigurationError, match="mask") as caught:
+        load_secret_sources({"GITHUB_TOKEN": masked})
+    assert_no_canary(str(caught.value))
