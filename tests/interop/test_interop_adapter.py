@@ -29,6 +29,7 @@ from cloudcreds import (
     ConfigurationError,
     EnvSecret,
     UntrustedOriginError,
+    dump_secret_sources,
     load_secret_sources,
 )
 from cloudcreds import LookupSecret as CloudLookupSecret
@@ -313,4 +314,16 @@ def test_masked_openhands_json_is_refused_by_cloudcreds() -> None:
 
     with pytest.raises(ConfigurationError, match="mask") as caught:
         load_secret_sources({"GITHUB_TOKEN": masked})
+    assert_no_canary(str(caught.value))
+
+
+def test_embedding_refuses_an_untrusted_origin(
+    cloud: ThreadedCloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SESSION_API_KEY", CANARY_SESSION_KEY)
+    dumped = dump_secret_sources(issued_secrets(cloud))  # from data from here on
+    monkeypatch.setenv("CLOUDCREDS_TRUSTED_ORIGINS", "https://app.all-hands.dev")
+
+    with pytest.raises(UntrustedOriginError) as caught:
+        to_openhands_secrets(load_secret_sources(dumped), embed_session_key=True)
     assert_no_canary(str(caught.value))
