@@ -3,6 +3,10 @@
 A behaviour check only: the numbers themselves are never asserted (no speed claims in
 tests), only that every benchmark ran, wrote valid JSON with its keys, and that the
 README table is written between its markers without touching the rest of the file.
+
+Marked ``slow`` (each runs the benchmark script in subprocesses, bounded by a timeout):
+the README's test command, plain ``python -m pytest``, runs them; ``-m "not slow"``
+leaves them out while working on something else.
 """
 
 from __future__ import annotations
@@ -13,6 +17,10 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "run.py"
