@@ -1,4 +1,4 @@
-"""Custom secret source: add a ``vault`` kind, serialize it, load it back, resolve it.
+"""Custom secret source: add a ``VaultSecret`` kind, serialize it, load it back, resolve it.
 
 Run it with ``python examples/custom_source.py``. A new kind is a subclass of
 :class:`cloudcreds.SecretSource` with a ``kind`` literal and an async ``resolve(ctx)``.
@@ -46,7 +46,7 @@ class VaultSecret(SecretSource):
         token_env: The environment variable that holds the vault token (its NAME).
     """
 
-    kind: Literal["vault"] = "vault"
+    kind: Literal["VaultSecret"] = "VaultSecret"
     address: str
     path: str
     field: str = "value"

@@ -41,7 +41,10 @@ from cloudcreds import (
     ServerError,
     UntrustedOriginError,
 )
-from cloudcreds import _cli as cli_module
+from cloudcreds import cli as cli_module
+from cloudcreds.cli._args import connection
+from cloudcreds.cli._gather import ProgressBar
+from cloudcreds.cli._main import setup_logging
 from cloudcreds.testing import FakeCloud, Fault
 
 from _helpers import (
@@ -293,7 +296,7 @@ def test_exit_code_for_each_error_class(error: CloudCredsError, code: int) -> No
 
 def test_progress_bar_draws_on_one_line() -> None:
     stream = io.StringIO()
-    bar = cli_module._ProgressBar(stream, width=8)
+    bar = ProgressBar(stream, width=8)
     bar(0, 4)
     bar(2, 4)
     bar(4, 4)
@@ -648,7 +651,7 @@ async def test_verbose_logs_retries_and_requests(account: Account) -> None:
 def test_verbosity_sets_the_library_logger_level(count: int, level: str | None) -> None:
     logger = logging.getLogger("cloudcreds")
     saved = logger.level
-    handler = cli_module._setup_logging(count)
+    handler = setup_logging(count)
     try:
         if level is None:
             assert handler is None
@@ -775,5 +778,5 @@ def test_insecure_http_is_refused_with_a_hint_at_the_flag(
 
 def test_allow_insecure_http_flag_reaches_the_workspace() -> None:
     args = cli_module.build_parser().parse_args([*INSECURE_ARGS, "--allow-insecure-http"])
-    ws = cli_module._workspace(cli_module._settings(args))  # no request: nothing to close
+    ws = connection(args).workspace()  # no request: nothing to close
     assert ws.cloud_api_url == "http://cloud.example.com"

@@ -25,6 +25,7 @@ from cloudcreds import (
     SecretSource,
     StaticSecret,
     UntrustedOriginError,
+    dump_secret_sources,
     parse_secret_source,
 )
 from cloudcreds.secrets import known_kinds
@@ -73,7 +74,7 @@ async def test_static_secret_resolves_to_its_value() -> None:
     source = StaticSecret(value=CANARY_SECRET, description="token")
     assert_value(await source.get_value(), CANARY_SECRET)
     assert isinstance(source.value, SecretStr)
-    assert source.kind == "static"
+    assert source.kind == "StaticSecret"
 
 
 async def test_env_secret_reads_the_environment_at_resolve_time(
@@ -339,38 +340,41 @@ def test_sources_are_frozen() -> None:
 
 
 BAD_SOURCES: dict[str, Callable[[], dict[str, Any]]] = {
-    "lookup-url-not-http": lambda: {"kind": "lookup", "url": f"ftp://h.example/{CANARY_SECRET}"},
-    "lookup-url-relative": lambda: {"kind": "lookup", "url": f"/secrets/{CANARY_SECRET}"},
+    "lookup-url-not-http": lambda: {
+        "kind": "LookupSecret",
+        "url": f"ftp://h.example/{CANARY_SECRET}",
+    },
+    "lookup-url-relative": lambda: {"kind": "LookupSecret", "url": f"/secrets/{CANARY_SECRET}"},
     "lookup-url-userinfo": lambda: {
-        "kind": "lookup",
+        "kind": "LookupSecret",
         "url": f"https://user:{CANARY_SECRET}@h.example/x",
     },
-    "lookup-url-not-a-string": lambda: {"kind": "lookup", "url": [CANARY_SECRET]},
+    "lookup-url-not-a-string": lambda: {"kind": "LookupSecret", "url": [CANARY_SECRET]},
     "lookup-header-name": lambda: {
-        "kind": "lookup",
+        "kind": "LookupSecret",
         "url": "https://h.example/x",
         "headers": {"bad header": CANARY_SECRET},
     },
     "lookup-header-crlf": lambda: {
-        "kind": "lookup",
+        "kind": "LookupSecret",
         "url": "https://h.example/x",
         "headers": {SESSION_HEADER: CANARY_SECRET + "\r\nX-Evil: 1"},
     },
-    "env-name-with-equals": lambda: {"kind": "env", "env": f"{CANARY_SECRET}=1"},
-    "env-name-empty": lambda: {"kind": "env", "env": ""},
+    "env-name-with-equals": lambda: {"kind": "EnvSecret", "env": f"{CANARY_SECRET}=1"},
+    "env-name-empty": lambda: {"kind": "EnvSecret", "env": ""},
     "env-header-name": lambda: {
-        "kind": "env_header_lookup",
+        "kind": "EnvHeaderLookupSecret",
         "url": "https://h.example/x",
         "env_headers": {"bad header:": "SESSION_API_KEY"},
     },
     "env-header-env-name": lambda: {
-        "kind": "env_header_lookup",
+        "kind": "EnvHeaderLookupSecret",
         "url": "https://h.example/x",
         "env_headers": {SESSION_HEADER: f"{CANARY_SECRET}=x"},
     },
-    "static-not-a-string": lambda: {"kind": "static", "value": [CANARY_SECRET]},
-    "extra-field": lambda: {"kind": "static", "value": "v", "oops": CANARY_SECRET},
-    "missing-field": lambda: {"kind": "env_header_lookup", "url": "https://h.example/x"},
+    "static-not-a-string": lambda: {"kind": "StaticSecret", "value": [CANARY_SECRET]},
+    "extra-field": lambda: {"kind": "StaticSecret", "value": "v", "oops": CANARY_SECRET},
+    "missing-field": lambda: {"kind": "EnvHeaderLookupSecret", "url": "https://h.example/x"},
 }
 
 
@@ -378,10 +382,10 @@ BAD_SOURCES: dict[str, Callable[[], dict[str, Any]]] = {
 def test_invalid_fields_are_validation_errors_without_input(case: str) -> None:
     data = BAD_SOURCES[case]()
     cls = {
-        "lookup": LookupSecret,
-        "env": EnvSecret,
-        "env_header_lookup": EnvHeaderLookupSecret,
-        "static": StaticSecret,
+        "LookupSecret": LookupSecret,
+        "EnvSecret": EnvSecret,
+        "EnvHeaderLookupSecret": EnvHeaderLookupSecret,
+        "StaticSecret": StaticSecret,
     }[data["kind"]]
     fields = {key: value for key, value in data.items() if key != "kind"}
     with pytest.raises(ValidationError) as info:
@@ -403,13 +407,13 @@ def test_invalid_fields_are_validation_errors_without_input(case: str) -> None:
 def test_unknown_kind_lists_the_known_kinds(data: dict[str, Any]) -> None:
     with pytest.raises(ConfigurationError, match="unknown secret source kind") as info:
         parse_secret_source(data)
-    for kind in ("env", "env_header_lookup", "lookup", "static"):
+    for kind in ("EnvSecret", "EnvHeaderLookupSecret", "LookupSecret", "StaticSecret"):
         assert kind in str(info.value)
 
 
 def test_parse_refuses_a_non_mapping() -> None:
     with pytest.raises(ConfigurationError, match="must be a mapping"):
-        parse_secret_source(["static"])  # type: ignore[arg-type]
+        parse_secret_source(["StaticSecret"])  # type: ignore[arg-type]
 
 
 def test_parse_returns_a_source_unchanged() -> None:
@@ -418,15 +422,43 @@ def test_parse_returns_a_source_unchanged() -> None:
 
 
 def test_built_in_kinds_parse_to_their_classes() -> None:
-    assert isinstance(parse_secret_source({"kind": "static", "value": "v"}), StaticSecret)
-    assert isinstance(parse_secret_source({"kind": "env", "env": "V"}), EnvSecret)
-    lookup = parse_secret_source({"kind": "lookup", "url": "https://h.example/x"})
+    assert isinstance(parse_secret_source({"kind": "StaticSecret", "value": "v"}), StaticSecret)
+    assert isinstance(parse_secret_source({"kind": "EnvSecret", "env": "V"}), EnvSecret)
+    lookup = parse_secret_source({"kind": "LookupSecret", "url": "https://h.example/x"})
     assert type(lookup) is LookupSecret
     env_lookup_source = parse_secret_source(
-        {"kind": "env_header_lookup", "url": "https://h.example/x", "env_headers": {"X-A": "A"}}
+        {"kind": "EnvHeaderLookupSecret", "url": "https://h.example/x", "env_headers": {"X-A": "A"}}
     )
     assert type(env_lookup_source) is EnvHeaderLookupSecret
-    assert {"static", "env", "lookup", "env_header_lookup"} <= set(known_kinds())
+    assert {"StaticSecret", "EnvSecret", "LookupSecret", "EnvHeaderLookupSecret"} <= set(
+        known_kinds()
+    )
+
+
+@pytest.mark.parametrize(
+    ("old", "cls"),
+    [
+        ("static", StaticSecret),
+        ("env", EnvSecret),
+        ("lookup", LookupSecret),
+        ("env_header_lookup", EnvHeaderLookupSecret),
+    ],
+)
+def test_the_0_1_0_kind_names_still_load_and_dump_under_the_class_name(
+    old: str, cls: type[SecretSource]
+) -> None:
+    data = {
+        "static": {"value": "v"},
+        "env": {"env": "V"},
+        "lookup": {"url": "https://h.example/x"},
+        "env_header_lookup": {"url": "https://h.example/x", "env_headers": {"X-A": "A"}},
+    }[old]
+    source = parse_secret_source({"kind": old, **data})
+    assert type(source) is cls
+    assert source.kind == cls.__name__
+    assert source == cls.model_validate({"kind": old, **data})  # direct validation too
+    assert dump_secret_sources({"S": source})["S"]["kind"] == cls.__name__
+    assert old not in known_kinds()
 
 
 # --------------------------------------------------------------------------- the registry
@@ -460,15 +492,27 @@ def test_a_used_kind_cannot_be_registered_by_another_class() -> None:
     with pytest.raises(ConfigurationError, match="already registered") as info:
 
         class FakeStatic(SecretSource):
-            kind: Literal["static"] = "static"
+            kind: Literal["StaticSecret"] = "StaticSecret"
 
             async def resolve(self, ctx: ResolveContext) -> str:
                 return "x"
 
     message = str(info.value)
-    assert "StaticSecret" in message
+    assert "_static.StaticSecret" in message
     assert "known kinds" in message
-    assert "env_header_lookup" in message
+    assert "EnvHeaderLookupSecret" in message
+    assert type(parse_secret_source({"kind": "StaticSecret", "value": "v"})) is StaticSecret
+
+
+def test_an_old_kind_name_cannot_be_registered_by_another_class() -> None:
+    with pytest.raises(ConfigurationError, match="'static' is already registered"):
+
+        class OldStatic(SecretSource):
+            kind: Literal["static"] = "static"
+
+            async def resolve(self, ctx: ResolveContext) -> str:
+                return "x"
+
     assert type(parse_secret_source({"kind": "static", "value": "v"})) is StaticSecret
 
 

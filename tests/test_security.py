@@ -259,7 +259,13 @@ async def test_a_lookup_with_static_headers_never_follows_a_redirect(
 def reference_to(url: str) -> str:
     """A serialized reference as an agent server would receive it."""
     return json.dumps(
-        {"GITHUB_TOKEN": {"kind": "env_header_lookup", "url": url, "env_headers": SESSION_HEADER}}
+        {
+            "GITHUB_TOKEN": {
+                "kind": "EnvHeaderLookupSecret",
+                "url": url,
+                "env_headers": SESSION_HEADER,
+            }
+        }
     )
 
 
@@ -453,16 +459,16 @@ async def test_crlf_in_one_gathered_session_key_sends_nothing_for_it(account: Ac
     "data",
     [
         pytest.param(
-            {"kind": "lookup", "url": "https://x.example/v", "headers": {"A": "v\r\nB: 1"}},
+            {"kind": "LookupSecret", "url": "https://x.example/v", "headers": {"A": "v\r\nB: 1"}},
             id="lookup-header-value",
         ),
         pytest.param(
-            {"kind": "lookup", "url": "https://x.example/v", "headers": {"A\r\nB": "v"}},
+            {"kind": "LookupSecret", "url": "https://x.example/v", "headers": {"A\r\nB": "v"}},
             id="lookup-header-name",
         ),
         pytest.param(
             {
-                "kind": "env_header_lookup",
+                "kind": "EnvHeaderLookupSecret",
                 "url": "https://x.example/v",
                 "env_headers": {"X-Key\r\nB": "SESSION_API_KEY"},
             },
@@ -651,15 +657,17 @@ def test_assigning_to_frozen_credentials_hides_the_value() -> None:
 @pytest.mark.parametrize(
     "data",
     [
-        pytest.param({"X": {"kind": "static", "value": [CANARY_SECRET]}}, id="static-bad-type"),
         pytest.param(
-            {"X": {"kind": "static", "value": CANARY_SECRET, "other": CANARY_SECRET}},
+            {"X": {"kind": "StaticSecret", "value": [CANARY_SECRET]}}, id="static-bad-type"
+        ),
+        pytest.param(
+            {"X": {"kind": "StaticSecret", "value": CANARY_SECRET, "other": CANARY_SECRET}},
             id="static-extra-field",
         ),
         pytest.param(
             {
                 "X": {
-                    "kind": "lookup",
+                    "kind": "LookupSecret",
                     "url": "https://x.example",
                     "headers": {"Authorization": CANARY_API_KEY + "\n"},
                 }
@@ -667,11 +675,11 @@ def test_assigning_to_frozen_credentials_hides_the_value() -> None:
             id="lookup-crlf-header",
         ),
         pytest.param(
-            {"X": {"kind": "env", "env": CANARY_SECRET + "=x"}},
+            {"X": {"kind": "EnvSecret", "env": CANARY_SECRET + "=x"}},
             id="env-value-instead-of-name",
         ),
         pytest.param(
-            json.dumps({"X": {"kind": "static", "value": CANARY_SECRET}})[:-3], id="bad-json"
+            json.dumps({"X": {"kind": "StaticSecret", "value": CANARY_SECRET}})[:-3], id="bad-json"
         ),
     ],
 )

@@ -106,7 +106,7 @@ async def test_load_accepts_json_text_and_bytes(account: Account) -> None:
 
 
 def test_load_accepts_bytes_built_by_hand() -> None:
-    data = b'{"T": {"kind": "env", "env": "MY_TOKEN"}}'
+    data = b'{"T": {"kind": "EnvSecret", "env": "MY_TOKEN"}}'
     assert load_secret_sources(data) == {"T": EnvSecret(env="MY_TOKEN")}
 
 
@@ -138,14 +138,17 @@ def test_non_mapping_is_a_configuration_error(data: Any) -> None:
         ({"kind": "nope"}, "unknown secret source kind"),
         ({"env": "X"}, "unknown secret source kind"),
         ("static", "must be a mapping"),
-        ({"kind": "env", "env": "A=B"}, "invalid env secret source"),
-        ({"kind": "lookup", "url": "ftp://x.example/a"}, "invalid lookup secret source"),
-        ({"kind": "static", "value": MASK}, "expose_secrets"),
+        ({"kind": "EnvSecret", "env": "A=B"}, "invalid EnvSecret secret source"),
+        (
+            {"kind": "LookupSecret", "url": "ftp://x.example/a"},
+            "invalid LookupSecret secret source",
+        ),
+        ({"kind": "StaticSecret", "value": MASK}, "expose_secrets"),
     ],
     ids=["unknown-kind", "no-kind", "not-a-mapping", "bad-env", "bad-url", "masked"],
 )
 def test_entry_errors_name_the_entry(entry: Any, match: str) -> None:
-    data = {"GOOD": {"kind": "env", "env": "GOOD_VAR"}, "BROKEN_ENTRY": entry}
+    data = {"GOOD": {"kind": "EnvSecret", "env": "GOOD_VAR"}, "BROKEN_ENTRY": entry}
     with pytest.raises(ConfigurationError, match=match) as info:
         load_secret_sources(data)
     assert "'BROKEN_ENTRY'" in str(info.value)
@@ -154,8 +157,8 @@ def test_entry_errors_name_the_entry(entry: Any, match: str) -> None:
 
 def test_entry_errors_never_show_input_values() -> None:
     data = {
-        "TOKEN": {"kind": "static", "value": {"nested": CANARY_SECRET}},
-        "OTHER": {"kind": "lookup", "url": "https://h.example/x", "headers": {"A": 1}},
+        "TOKEN": {"kind": "StaticSecret", "value": {"nested": CANARY_SECRET}},
+        "OTHER": {"kind": "LookupSecret", "url": "https://h.example/x", "headers": {"A": 1}},
     }
     with pytest.raises(ConfigurationError) as info:
         load_secret_sources(data)
@@ -166,7 +169,7 @@ def test_entry_errors_never_show_input_values() -> None:
 
 def test_dump_refuses_what_is_not_a_source() -> None:
     with pytest.raises(ConfigurationError, match="'X' is not a SecretSource"):
-        dump_secret_sources({"X": {"kind": "static", "value": "v"}})  # type: ignore[dict-item]
+        dump_secret_sources({"X": {"kind": "StaticSecret", "value": "v"}})  # type: ignore[dict-item]
 
 
 # --------------------------------------------------------------------------- masking
@@ -186,7 +189,11 @@ def test_secret_fields_are_masked_by_default() -> None:
     dumped = dump_secret_sources(secret_holders())
     text = json.dumps(dumped)
     assert_no_canary(text)
-    assert dumped["STATIC"] == {"kind": "static", "description": "a static one", "value": MASK}
+    assert dumped["STATIC"] == {
+        "kind": "StaticSecret",
+        "description": "a static one",
+        "value": MASK,
+    }
     assert dumped["LOOKUP"]["headers"] == {"Authorization": MASK, "X-Other": MASK}
     assert dumped["LOOKUP"]["url"] == "https://vault.example/v1/token"
 
@@ -302,10 +309,10 @@ async def test_mixed_mapping_of_every_built_in_kind(
     masked = via_json(dump_secret_sources(sources))
     assert_no_canary(json.dumps(masked))
     assert [entry["kind"] for entry in masked.values()] == [
-        "static",
-        "env",
-        "lookup",
-        "env_header_lookup",
+        "StaticSecret",
+        "EnvSecret",
+        "LookupSecret",
+        "EnvHeaderLookupSecret",
     ]
     # Without exposing, only the sources that hold no secret load back.
     safe = {name: masked[name] for name in ("ENV", "ENV_LOOKUP")}
@@ -378,3 +385,55 @@ def test_env_header_lookup_round_trip_is_lossless(
             assert source.env_headers == sources[name].env_headers
             assert source.url == sources[name].url
             assert source.description == sources[name].description
+
+
+# ----------------------------------------------------------------- OpenHands' own JSON
+# What openhands-sdk 1.58.2 writes (openhands/sdk/secret/secrets.py): the kind is the
+# class name; model_dump(mode="json", context={"expose_secrets": True}) writes values in
+# clear, a plain model_dump(mode="json") writes "**********" for every secret field and
+# for every header whose name looks secret (Authorization, *KEY*, *SESSION*, *TOKEN*...).
+
+
+def test_openhands_exposed_json_loads_as_is() -> None:
+    text = json.dumps(
+        {
+            "GITHUB_TOKEN": {
+                "kind": "LookupSecret",
+                "description": "GitHub token",
+                "url": "https://app.all-hands.dev/api/v1/sandboxes/sb/settings/secrets/GITHUB_TOKEN",
+                "headers": {"X-Session-API-Key": CANARY_SESSION_KEY, "Accept": "text/plain"},
+            },
+            "PLAIN": {"kind": "StaticSecret", "description": None, "value": CANARY_SECRET},
+        }
+    )
+    loaded = load_secret_sources(text)
+    lookup = loaded["GITHUB_TOKEN"]
+    assert isinstance(lookup, LookupSecret)
+    assert lookup.description == "GitHub token"
+    assert lookup.headers["X-Session-API-Key"].get_secret_value() == CANARY_SESSION_KEY
+    assert lookup.headers["Accept"].get_secret_value() == "text/plain"
+    static = loaded["PLAIN"]
+    assert isinstance(static, StaticSecret)
+    assert static.value.get_secret_value() == CANARY_SECRET
+    # and back out in OpenHands' shape
+    assert dump_secret_sources(loaded, expose_secrets=True) == json.loads(text)
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {
+            "kind": "LookupSecret",
+            "description": None,
+            "url": "https://app.all-hands.dev/api/v1/sandboxes/sb/settings/secrets/X",
+            "headers": {"X-Session-API-Key": MASK},
+        },
+        {"kind": "StaticSecret", "description": None, "value": MASK},
+    ],
+    ids=["LookupSecret", "StaticSecret"],
+)
+def test_openhands_masked_json_is_refused_saying_it_was_masked(entry: dict[str, Any]) -> None:
+    # OpenHands itself silently drops a masked header (the lookup then fails with 401).
+    with pytest.raises(ConfigurationError, match="was masked when it was dumped") as info:
+        load_secret_sources({"X": entry})
+    assert "expose_secrets" in str(info.value)

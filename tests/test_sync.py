@@ -220,7 +220,7 @@ async def test_resolve_honours_trusted_origins(account: Account) -> None:
 
 def test_resolve_a_static_source_and_an_invalid_mapping() -> None:
     assert sync.resolve(StaticSecret(value="plain")) == "plain"
-    assert sync.resolve({"kind": "static", "value": "plain"}) == "plain"
+    assert sync.resolve({"kind": "StaticSecret", "value": "plain"}) == "plain"
     with pytest.raises(ConfigurationError, match="unknown secret source kind"):
         sync.resolve({"kind": "no-such-kind"})
 
@@ -229,7 +229,7 @@ def test_the_private_loop_leaves_the_threads_loop_alone() -> None:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
-        assert sync.resolve({"kind": "static", "value": "v"}) == "v"
+        assert sync.resolve({"kind": "StaticSecret", "value": "v"}) == "v"
         assert asyncio.get_event_loop_policy().get_event_loop() is loop
         assert not loop.is_closed()
     finally:
@@ -253,7 +253,7 @@ CALLS: dict[str, tuple[Callable[[], object], str]] = {
         "await CloudWorkspace(...).get_credentials()",
     ),
     "resolve": (
-        lambda: sync.resolve({"kind": "static", "value": "v"}),
+        lambda: sync.resolve({"kind": "StaticSecret", "value": "v"}),
         "await source.get_value()",
     ),
 }

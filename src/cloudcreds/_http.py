@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import functools
-import ipaddress
 import json
 import logging
 import math
@@ -33,11 +31,12 @@ from ._errors import (
     ResponseValidationError,
     status_error,
 )
+from ._urls import origin_of, safe_url
 
 if TYPE_CHECKING:  # imported when a first attempt fails: importing cloudcreds costs less
     import tenacity
 
-__all__ = ["Answer", "HTTPCore", "check_base_url", "is_loopback_host", "origin_of", "safe_url"]
+__all__ = ["Answer", "HTTPCore", "parse_retry_after"]
 
 logger: Final = logging.getLogger("cloudcreds")
 
@@ -89,109 +88,6 @@ class _Retryable(Exception):
         super().__init__(str(error))
         self.error = error
         self.retry_after = retry_after
-
-
-# --------------------------------------------------------------------------- URLs
-
-
-def safe_url(url: str | URL) -> str:
-    """``url`` without query string, fragment or user info: safe for logs and errors."""
-    text = str(url)
-    if "?" not in text and "#" not in text and "@" not in text:
-        return text
-    try:
-        parsed = URL(text)
-        return str(parsed.with_user(None).with_query(None).with_fragment(None))
-    except (ValueError, TypeError):
-        return "<unparsable URL>"
-
-
-def origin_of(url: str | URL) -> str:
-    """The origin ``scheme://host[:port]`` of ``url``, lowercased, default port omitted."""
-    parsed = url if isinstance(url, URL) else URL(url)
-    scheme = (parsed.scheme or "").lower()
-    host = (parsed.host or "").lower()
-    if ":" in host and not host.startswith("["):
-        host = f"[{host}]"
-    port = parsed.explicit_port
-    if port is not None and port != {"http": 80, "https": 443}.get(scheme):
-        return f"{scheme}://{host}:{port}"
-    return f"{scheme}://{host}"
-
-
-@functools.lru_cache(maxsize=256)  # asked for every lookup resolved; hosts are few
-def is_loopback_host(host: str | None) -> bool:
-    """Whether ``host`` is ``localhost`` or a loopback IP address."""
-    if not host:
-        return False
-    host = host.strip("[]").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def parse_http_url(url: str) -> URL:
-    """Parse an absolute ``http(s)://`` URL without user info.
-
-    Raises:
-        ValueError: With the reason (safe to show: it never echoes the URL).
-    """
-    try:
-        parsed = URL(url)
-    except (ValueError, TypeError):
-        raise ValueError("is not a valid URL") from None
-    if parsed.scheme not in ("http", "https") or not parsed.host:
-        raise ValueError("must be an absolute http(s) URL such as https://app.all-hands.dev")
-    if parsed.user is not None or parsed.password is not None:
-        raise ValueError("must not contain user info; pass keys as arguments or headers")
-    return parsed
-
-
-def check_base_url(url: str, *, allow_insecure_http: bool, what: str = "cloud_api_url") -> str:
-    """Validate a base URL and return it without a trailing slash.
-
-    Raises:
-        ConfigurationError: Not an absolute http(s) URL, or ``http://`` to a host that is
-            not loopback while ``allow_insecure_http`` is false.
-    """
-    if not isinstance(url, str) or not url.strip():
-        raise ConfigurationError(f"{what} must be a non-empty URL string")
-    text = url.strip().rstrip("/")
-    try:
-        parsed = parse_http_url(text)
-    except ValueError as exc:
-        reason = str(exc)
-    else:
-        if parsed.query_string or parsed.fragment:
-            raise ConfigurationError(f"{what} must not contain a query string or fragment")
-        insecure = parsed.scheme == "http" and not is_loopback_host(parsed.host)
-        if insecure and not allow_insecure_http:
-            raise ConfigurationError(
-                f"refusing insecure http:// {what} {safe_url(text)!r}: keys would travel in "
-                "clear text. Use https://, or pass allow_insecure_http=True "
-                "(--allow-insecure-http on the command line) if you really mean it"
-            )
-        return text
-    raise ConfigurationError(f"{what} {reason}, got {safe_url(text)!r}")
-
-
-def check_header_value(
-    value: str,
-    *,
-    header: str,
-    source: str,
-    error: type[CloudCredsError] = ConfigurationError,
-) -> str:
-    """Refuse header values that would split or corrupt a request; never echo the value."""
-    if "\r" in value or "\n" in value or "\x00" in value:
-        raise error(
-            f"{source} holds a value with a CR, LF or NUL character; refusing to send it "
-            f"as header {header}"
-        )
-    return value
 
 
 # --------------------------------------------------------------------------- Retry-After

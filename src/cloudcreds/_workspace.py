@@ -6,7 +6,6 @@ import asyncio
 import functools
 import os
 from collections.abc import Coroutine, Iterable
-from types import TracebackType
 from typing import Any, Literal, NotRequired, TypeVar
 from urllib.parse import quote
 
@@ -21,9 +20,12 @@ from ._errors import (
     PermissionDeniedError,
     ResponseValidationError,
 )
-from ._http import Answer, HTTPCore, check_base_url, check_header_value, safe_url
+from ._headers import check_header_value
+from ._http import Answer, HTTPCore
+from ._lifecycle import AsyncResource
 from ._llm import LLM
 from ._models import RedactedFrozenModel
+from ._urls import check_base_url, safe_url
 from .secrets import EnvHeaderLookupSecret
 from .secrets._base import validation_message
 from .secrets._env import check_env_name
@@ -239,7 +241,7 @@ def _parse(model: type[BaseModel], answer: Answer, what: str) -> Any:
     )
 
 
-class CloudWorkspace:
+class CloudWorkspace(AsyncResource):
     """One sandbox's access to its user's cloud credentials.
 
     Fetches the user's LLM settings and the names of their secrets from the
@@ -316,9 +318,9 @@ class CloudWorkspace:
         *,
         owns_http: bool,
     ) -> None:
+        super().__init__()
         self._http = http
         self._owns_http = owns_http
-        self._closed = False
         if not isinstance(sandbox_id, str) or not sandbox_id.strip():
             raise ConfigurationError("sandbox_id must be a non-empty string")
         if sandbox_id in _DOT_SEGMENTS:
@@ -379,11 +381,6 @@ class CloudWorkspace:
         """The environment variable secret references read the session key from."""
         return self._session_key_env
 
-    @property
-    def closed(self) -> bool:
-        """Whether :meth:`aclose` was called."""
-        return self._closed
-
     def __repr__(self) -> str:
         return (
             f"CloudWorkspace(cloud_api_url={self._base!r}, sandbox_id={self._sandbox_id!r}, "
@@ -392,30 +389,13 @@ class CloudWorkspace:
 
     # -- lifecycle -----------------------------------------------------------------
 
-    async def aclose(self) -> None:
-        """Close the workspace and the session it created. Idempotent.
-
-        A borrowed session, or a :class:`CloudClient`'s pool, is left open.
-        """
-        self._closed = True
+    async def _release(self) -> None:
+        """Close the session this workspace created; a borrowed one, or a pool, stays open."""
         if self._owns_http:
             await self._http.aclose()
 
-    async def __aenter__(self) -> CloudWorkspace:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    def __del__(self) -> None:
-        http = getattr(self, "_http", None)
-        if http is not None and getattr(self, "_owns_http", False):
-            http.warn_if_unclosed(self)
+    def _owns_open_resources(self) -> bool:
+        return self._owns_http and self._http.has_open_owned_session
 
     # -- requests ------------------------------------------------------------------
 
@@ -432,12 +412,8 @@ class CloudWorkspace:
             value, header=_SESSION_HEADER, source=f"environment variable {self._session_key_env}"
         )
 
-    def _check_open(self) -> None:
-        if self._closed:
-            raise ConfigurationError("this CloudWorkspace is closed; create a new one")
-
     async def _fetch_user(self) -> _UserInfo:
-        self._check_open()
+        self.check_open()
         headers = {
             "Authorization": self._bearer,
             _SESSION_HEADER: self._session_key_value(),
@@ -455,7 +431,7 @@ class CloudWorkspace:
         return info
 
     async def _fetch_secret_list(self) -> _SecretList:
-        self._check_open()
+        self.check_open()
         headers = {_SESSION_HEADER: self._session_key_value(), "Accept": "application/json"}
         answer = await self._http.get(self._secrets_url, headers)
         result: _SecretList = _parse(_SecretList, answer, "secret list")
@@ -581,7 +557,7 @@ class CloudWorkspace:
             missing: What to do with a requested name the account lacks.
             **llm_overrides: As for :meth:`get_llm`.
         """
-        self._check_open()
+        self.check_open()
         self._session_key_value()  # fail before any request when there is no key
         info, listing = await _both(self._fetch_user(), self._fetch_secret_list())
         values = {

@@ -1,8 +1,9 @@
 """Secret sources: references to secrets, resolved late, safe to serialize.
 
-Built-in kinds: ``static`` (:class:`StaticSecret`), ``env`` (:class:`EnvSecret`),
-``lookup`` (:class:`LookupSecret`) and ``env_header_lookup``
-(:class:`EnvHeaderLookupSecret`). Subclass :class:`SecretSource` to add one.
+Built-in kinds, named after their classes as in OpenHands: :class:`StaticSecret`,
+:class:`EnvSecret`, :class:`LookupSecret` and :class:`EnvHeaderLookupSecret` (their 0.1.0
+names ``static``, ``env``, ``lookup``, ``env_header_lookup`` still load). Subclass
+:class:`SecretSource` to add one.
 """
 
 from ._base import (

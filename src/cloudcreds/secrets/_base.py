@@ -8,7 +8,7 @@ from abc import abstractmethod
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, field_validator
 from pydantic_core import PydanticUndefined, to_jsonable_python
 
 from .._config import MASK
@@ -26,12 +26,18 @@ __all__ = [
 ]
 
 _REGISTRY: dict[str, type[SecretSource]] = {}
+_ALIASES: dict[str, str] = {}  # an older name of a kind -> the kind
 _INVALID_JSON: Any = object()
 
 
 def known_kinds() -> list[str]:
-    """The registered kinds, sorted."""
+    """The registered kinds, sorted (older names that still load are not listed)."""
     return sorted(_REGISTRY)
+
+
+def _registered_by(kind: str) -> type[SecretSource] | None:
+    """The class registered for ``kind`` or for the alias ``kind``."""
+    return _REGISTRY.get(_ALIASES.get(kind, kind))
 
 
 def validation_message(exc: ValidationError) -> str:
@@ -51,14 +57,16 @@ class SecretSource(RedactedFrozenModel):
     accept it from then on::
 
         class VaultSecret(SecretSource):
-            kind: Literal["vault"] = "vault"
+            kind: Literal["VaultSecret"] = "VaultSecret"
             path: str
 
             async def resolve(self, ctx: ResolveContext) -> str:
                 return await ctx.fetch_text(f"https://vault.example.com/v1/{self.path}")
 
     Sources are frozen pydantic models. Secret fields should be :class:`SecretStr`:
-    they are masked in ``repr``, ``str`` and default dumps.
+    they are masked in ``repr``, ``str`` and default dumps. By convention the kind is
+    the class name, as in OpenHands. A class may list older names of its kind in
+    ``kind_aliases``: data naming them still loads (and dumps under the new name).
 
     Attributes:
         kind: The registered name of the source class.
@@ -72,6 +80,8 @@ class SecretSource(RedactedFrozenModel):
 
     #: Whether resolving may send network requests (informative).
     uses_network: ClassVar[bool] = False
+    #: Older names of this class's kind that still load (declared per class, not inherited).
+    kind_aliases: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
@@ -85,16 +95,25 @@ class SecretSource(RedactedFrozenModel):
             raise ConfigurationError(
                 f'{cls.__qualname__} must declare its kind as `kind: Literal["{kind}"] = "{kind}"`'
             )
-        existing = _REGISTRY.get(kind)
-        if existing is not None and (
-            existing.__module__ != cls.__module__ or existing.__qualname__ != cls.__qualname__
-        ):
-            raise ConfigurationError(
-                f"secret source kind {kind!r} is already registered by "
-                f"{existing.__module__}.{existing.__qualname__}; pick another kind "
-                f"(known kinds: {', '.join(known_kinds())})"
-            )
+        aliases = cls.__dict__.get("kind_aliases", ())
+        for name in (kind, *aliases):
+            existing = _registered_by(name)
+            if existing is not None and (
+                existing.__module__ != cls.__module__ or existing.__qualname__ != cls.__qualname__
+            ):
+                raise ConfigurationError(
+                    f"secret source kind {name!r} is already registered by "
+                    f"{existing.__module__}.{existing.__qualname__}; pick another kind "
+                    f"(known kinds: {', '.join(known_kinds())})"
+                )
         _REGISTRY[kind] = cls
+        _ALIASES.update(dict.fromkeys(aliases, kind))
+
+    @field_validator("kind", mode="before")
+    @classmethod
+    def _current_kind(cls, kind: Any) -> Any:
+        """An older name of a kind (``"env"``) stands for the kind (``"EnvSecret"``)."""
+        return _ALIASES.get(kind, kind) if isinstance(kind, str) else kind
 
     @abstractmethod
     async def resolve(self, ctx: ResolveContext) -> str:
@@ -126,8 +145,9 @@ def _check_no_masks(source: SecretSource) -> None:
         if isinstance(value, SecretStr):
             if value.get_secret_value() == MASK:
                 raise ConfigurationError(
-                    f"{source.kind} source field {path} holds the mask {MASK!r}, not a value: "
-                    "it was dumped without expose_secrets=True"
+                    f"{source.kind} field {path} was masked when it was dumped ({MASK!r} "
+                    "is not its value): dump it with expose_secrets=True (OpenHands: "
+                    "model_dump(context={'expose_secrets': True}))"
                 )
         elif isinstance(value, BaseModel):  # nested models of user-defined kinds
             for field in type(value).model_fields:
@@ -160,7 +180,7 @@ def parse_secret_source(data: Mapping[str, Any] | SecretSource) -> SecretSource:
             f"a secret source must be a mapping with a 'kind', got {type(data).__name__}"
         )
     kind = data.get("kind")
-    cls = _REGISTRY.get(kind) if isinstance(kind, str) else None
+    cls = _registered_by(kind) if isinstance(kind, str) else None
     if cls is None:
         raise ConfigurationError(
             f"unknown secret source kind {kind!r}; known kinds: {', '.join(known_kinds())}"

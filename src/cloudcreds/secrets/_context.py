@@ -12,7 +12,8 @@ from yarl import URL
 
 from .._config import DEFAULT_MAX_BODY_SIZE, RetryPolicy, Timeouts
 from .._errors import ConfigurationError, UntrustedOriginError
-from .._http import HTTPCore, is_loopback_host, origin_of, safe_url
+from .._http import HTTPCore
+from .._urls import is_loopback_host, origin_of, safe_url
 
 __all__ = ["TRUSTED_ORIGINS_ENV", "ResolveContext", "parse_origins"]
 

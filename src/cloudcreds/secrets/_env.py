@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import field_validator
 
@@ -39,7 +39,8 @@ class EnvSecret(SecretSource):
         env: The variable's name.
     """
 
-    kind: Literal["env"] = "env"
+    kind: Literal["EnvSecret"] = "EnvSecret"
+    kind_aliases: ClassVar[tuple[str, ...]] = ("env",)  # its name in 0.1.0
     env: str
 
     @field_validator("env")

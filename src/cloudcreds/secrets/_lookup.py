@@ -8,7 +8,8 @@ from typing import ClassVar, Literal
 from pydantic import SecretStr, field_validator
 
 from .._errors import SecretResolutionError
-from .._http import check_header_value, parse_http_url
+from .._headers import check_header_value, has_control_char
+from .._urls import parse_http_url
 from ._base import SecretSource
 from ._context import ResolveContext
 from ._env import check_env_name, read_env
@@ -34,7 +35,8 @@ class LookupSecret(SecretSource):
         headers: Headers to send, as secrets (masked in repr and default dumps).
     """
 
-    kind: Literal["lookup"] = "lookup"
+    kind: Literal["LookupSecret"] = "LookupSecret"
+    kind_aliases: ClassVar[tuple[str, ...]] = ("lookup",)  # its name in 0.1.0
     url: str
     headers: dict[str, SecretStr] = {}  # noqa: RUF012 - pydantic copies defaults
 
@@ -52,8 +54,11 @@ class LookupSecret(SecretSource):
         for name, value in headers.items():
             _check_header_name(name)
             raw = value.get_secret_value()
-            if "\r" in raw or "\n" in raw or "\x00" in raw:
-                raise ValueError(f"header {name} holds a CR, LF or NUL character")
+            if has_control_char(raw):
+                raise ValueError(
+                    f"header {name} holds a control character "
+                    "(CR, LF or NUL, or another C0 control or DEL)"
+                )
         return headers
 
     def _request_headers(self) -> dict[str, str]:
@@ -83,7 +88,8 @@ class EnvHeaderLookupSecret(LookupSecret):
             ``{"X-Session-API-Key": "SESSION_API_KEY"}``.
     """
 
-    kind: Literal["env_header_lookup"] = "env_header_lookup"  # type: ignore[assignment]
+    kind: Literal["EnvHeaderLookupSecret"] = "EnvHeaderLookupSecret"  # type: ignore[assignment]
+    kind_aliases: ClassVar[tuple[str, ...]] = ("env_header_lookup",)  # its name in 0.1.0
     env_headers: dict[str, str]
 
     @field_validator("env_headers")

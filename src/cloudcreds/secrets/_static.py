@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import SecretStr
 
@@ -19,7 +19,8 @@ class StaticSecret(SecretSource):
         value: The value.
     """
 
-    kind: Literal["static"] = "static"
+    kind: Literal["StaticSecret"] = "StaticSecret"
+    kind_aliases: ClassVar[tuple[str, ...]] = ("static",)  # its name in 0.1.0
     value: SecretStr
 
     async def resolve(self, ctx: ResolveContext) -> str:
