@@ -9,7 +9,6 @@ fixture's, served by the test's own event loop (the subprocess is driven with
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import logging
 import os
@@ -55,7 +54,6 @@ from cloudcreds import (
 )
 from cloudcreds import cli as cli_module
 from cloudcreds.cli._args import USERS_ME, connection
-from cloudcreds.cli._gather import ProgressBar
 from cloudcreds.cli._main import setup_logging
 from cloudcreds.testing import FakeCloud, Fault
 
@@ -199,16 +197,6 @@ def test_main_help_documents_environment_and_exit_codes(
 )
 def test_exit_code_for_each_error_class(error: CloudCredsError, code: int) -> None:
     assert cli_module.exit_code_for(error) == code
-
-
-def test_progress_bar_draws_on_one_line() -> None:
-    stream = io.StringIO()
-    bar = ProgressBar(stream, width=8)
-    bar(0, 4)
-    bar(2, 4)
-    bar(4, 4)
-    bar.finish()
-    assert stream.getvalue() == "\r[        ] 0/4\r[####    ] 2/4\r[########] 4/4\n"
 
 
 # --------------------------------------------------------------------------- llm, secrets
@@ -380,85 +368,6 @@ async def test_run_forwards_signals_to_the_child(
 
 
 # --------------------------------------------------------------------------- gather
-
-
-async def test_gather_writes_json_lines_and_fails_for_a_bad_sandbox(
-    account: Account, tmp_path: Path
-) -> None:
-    account.cloud.add_sandbox(account.user, sandbox_id="sb-2", session_api_key="session-2")
-    sandboxes = {"sb-1": CANARY_SESSION_KEY, "sb-bad": "wrong-session-key", "sb-2": "session-2"}
-    file = tmp_path / "sandboxes.json"
-    file.write_text(json.dumps(sandboxes))
-    result = await cli(
-        "gather",
-        str(file),
-        "--concurrency",
-        "2",
-        env={"OPENHANDS_CLOUD_API_URL": account.url, "OPENHANDS_API_KEY": CANARY_API_KEY},
-    )
-    assert result.code == 1
-    assert "Traceback" not in result.err
-    assert "\r[" not in result.err  # stderr is not a terminal: no progress bar
-    assert_no_canary(result.output)
-    lines = [json.loads(line) for line in result.out.splitlines()]
-    secrets = ["GITHUB_TOKEN", "OPENAI_KEY"]
-    assert lines[0] == {"sandbox_id": "sb-1", "ok": True, "model": MODEL, "secrets": secrets}
-    bad = lines[1]
-    assert bad["sandbox_id"] == "sb-bad"
-    assert bad["ok"] is False
-    assert bad["error"] == "AuthenticationError"
-    assert bad["status_code"] == 401
-    assert "Invalid session API key" in bad["message"]
-    assert lines[2] == {"sandbox_id": "sb-2", "ok": True, "model": MODEL, "secrets": secrets}
-    assert len(lines) == 3
-
-
-async def test_gather_from_stdin_all_ok(account: Account) -> None:
-    account.cloud.add_sandbox(account.user, sandbox_id="sb-2", session_api_key="session-2")
-    payload = json.dumps({"sb-1": CANARY_SESSION_KEY, "sb-2": "session-2"}).encode()
-    result = await cli(
-        "gather",
-        "-",
-        "--api-key",
-        CANARY_API_KEY,
-        "--url",
-        account.url,
-        stdin=payload,
-    )
-    assert_ok(result)
-    assert [json.loads(line)["sandbox_id"] for line in result.out.splitlines()] == [
-        "sb-1",
-        "sb-2",
-    ]
-
-
-class FakeTerminal(io.StringIO):
-    def isatty(self) -> bool:
-        return True
-
-
-async def test_gather_draws_a_progress_bar_on_a_terminal(
-    account: Account,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    account.cloud.add_sandbox(account.user, sandbox_id="sb-2", session_api_key="session-2")
-    file = tmp_path / "sandboxes.json"
-    file.write_text(json.dumps({"sb-1": CANARY_SESSION_KEY, "sb-2": "session-2"}))
-    terminal = FakeTerminal()
-    monkeypatch.setattr(sys, "stderr", terminal)
-    argv = ["gather", str(file), "--url", account.url, "--api-key", CANARY_API_KEY]
-    # In-process, in a worker thread: the command runs its own loop there.
-    code = await asyncio.to_thread(cli_module.main, argv)
-    assert code == 0
-    drawn = terminal.getvalue()
-    assert drawn.startswith("\r[")
-    assert drawn.endswith("] 2/2\n")
-    assert "1/2" in drawn
-    out = capsys.readouterr().out
-    assert len(out.splitlines()) == 2
-    assert_no_canary(out + drawn)
 
 
 # --------------------------------------------------------------------------- errors
