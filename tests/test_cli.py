@@ -53,7 +53,9 @@ from cloudcreds import (
     UntrustedOriginError,
 )
 from cloudcreds import cli as cli_module
+from cloudcreds.cli import ExitCode
 from cloudcreds.cli._args import USERS_ME, connection
+from cloudcreds.cli._fakecloud import SERVE_LISTED
 from cloudcreds.cli._main import setup_logging
 from cloudcreds.testing import FakeCloud, Fault
 
@@ -540,6 +542,64 @@ async def test_serve_with_a_bad_seed_file_is_3(tmp_path: Path) -> None:
     result = await cli("serve", "--seed", str(file))
     line = assert_one_line_error(result, 3)
     assert "users[0].id" in line
+
+
+async def test_serve_summarises_a_big_seed(tmp_path: Path) -> None:
+    sandboxes = [{"id": f"sb-{i}", "session_api_key": f"session-{i}"} for i in range(300)]
+    seed = {"users": [{"id": "user-a", "api_key": "key-a", "sandboxes": sandboxes}]}
+    file = tmp_path / "seed.json"
+    file.write_text(json.dumps(seed))
+    async with serving("--seed", str(file)) as (proc, exports):
+        assert exports["SANDBOX_ID"] == "sb-0"
+        proc.send_signal(signal.SIGTERM)
+        out, _ = await asyncio.wait_for(proc.communicate(), CLI_TIMEOUT)
+    assert proc.returncode == 0
+    text = out.decode()
+    assert "# ... and 294 more sandboxes" in text
+    # What follows the exports (read by `serving`): a few sandboxes, then the summary.
+    assert len(text.splitlines()) == SERVE_LISTED + 1
+
+
+async def test_serve_on_every_address_prints_a_url_the_commands_accept() -> None:
+    async with serving("--host", "0.0.0.0") as (proc, exports):  # noqa: S104 - the case
+        url = exports["OPENHANDS_CLOUD_API_URL"]
+        assert url.startswith("http://127.0.0.1:")
+        result = await cli("llm", "--json", env=exports)
+        assert result.code == 0, result.err[-300:]
+        proc.send_signal(signal.SIGINT)
+        await asyncio.wait_for(proc.communicate(), CLI_TIMEOUT)
+
+
+async def test_serve_with_latency_and_faults() -> None:
+    async with serving("--latency", "0.2", "--fail-rate", "1", "--fault-seed", "7") as (
+        proc,
+        exports,
+    ):
+        started = time.monotonic()
+        result = await cli("secrets", "--retries", "0", env=exports)
+        assert time.monotonic() - started >= 0.2  # a lower bound only
+        assert result.code in (ExitCode.ERROR, ExitCode.NETWORK)  # a 503 or a dropped connection
+        assert "Traceback" not in result.err
+        proc.send_signal(signal.SIGINT)
+        await asyncio.wait_for(proc.communicate(), CLI_TIMEOUT)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--fail-rate", "1.5"], ["--fail-rate", "x"], ["--latency", "-1"], ["--record-limit", "0"]],
+)
+def test_serve_refuses_bad_rehearsal_options(
+    args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli_module.main(["serve", *args]) == ExitCode.USAGE
+    assert "usage: cloudcreds serve" in capsys.readouterr().err
+
+
+def test_serve_help_states_the_fakes_record_limit(capsys: pytest.CaptureFixture[str]) -> None:
+    from cloudcreds.testing._recording import DEFAULT_RECORD_LIMIT
+
+    assert cli_module.main(["serve", "--help"]) == 0
+    assert f"(default {DEFAULT_RECORD_LIMIT})" in " ".join(capsys.readouterr().out.split())
 
 
 INSECURE_ARGS = [
