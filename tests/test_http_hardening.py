@@ -53,36 +53,50 @@ from _helpers import (
     Account,
     assert_no_canary,
     closed_port,
+    error_text,
 )
 
 ME = "/api/v1/users/me"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Serve = Callable[[Handler], Awaitable[str]]
+
+
+class Hostile:
+    """Small aiohttp apps of this file on 127.0.0.1, each answering every path with one
+    handler; ``seen`` records the paths they were asked for, in order."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+        self._runners: list[web.AppRunner] = []
+
+    async def __call__(self, handler: Handler) -> str:
+        """Start an app answering with ``handler``; its base URL (``http://127.0.0.1:N``)."""
+
+        async def recorded(request: web.Request) -> web.StreamResponse:
+            self.seen.append(request.path)
+            return await handler(request)
+
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", recorded)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        self._runners.append(runner)
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        return f"http://127.0.0.1:{runner.addresses[0][1]}"
+
+    async def aclose(self) -> None:
+        """Stop every app."""
+        for runner in self._runners:
+            await runner.cleanup()
 
 
 @pytest.fixture
-async def hostile() -> AsyncIterator[Serve]:
-    """Start aiohttp apps answering every path with a handler; yields ``serve(handler)``.
-
-    ``serve`` returns the app's base URL (``http://127.0.0.1:<port>``).
-    """
-    runners: list[web.AppRunner] = []
-
-    async def serve(handler: Handler) -> str:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", handler)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        runners.append(runner)
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = runner.addresses[0][1]
-        return f"http://127.0.0.1:{port}"
-
-    yield serve
-    for runner in runners:
-        await runner.cleanup()
+async def hostile() -> AsyncIterator[Hostile]:
+    """A reusable hostile-server factory: ``url = await hostile(handler)``."""
+    servers = Hostile()
+    yield servers
+    await servers.aclose()
 
 
 def closed_port_url() -> str:
@@ -99,16 +113,6 @@ async def _core(**kwargs: object) -> AsyncIterator[HTTPCore]:
         yield core
     finally:
         await core.aclose()
-
-
-def _everything(error: BaseException) -> str:
-    """An error's message, repr and its whole chain's."""
-    parts = []
-    seen: BaseException | None = error
-    while seen is not None:
-        parts += [str(seen), repr(seen)]
-        seen = seen.__cause__ or seen.__context__
-    return "\n".join(parts)
 
 
 def _observed(policy: RetryPolicy) -> tuple[RetryPolicy, list[RetryEvent]]:
@@ -281,7 +285,7 @@ def test_loads_untrusted_gives_a_value_or_the_error(text: bytes | str) -> None:
 @pytest.mark.parametrize("body", [DEEP, HUGE_INT], ids=["deep", "huge-int"])
 @pytest.mark.parametrize("status", [400, 401, 503])
 async def test_an_error_body_never_breaks_the_error(
-    hostile: Serve, body: bytes, status: int
+    hostile: Hostile, body: bytes, status: int
 ) -> None:
     async def handler(request: web.Request) -> web.Response:
         return web.Response(status=status, body=body, content_type="application/json")
@@ -296,7 +300,7 @@ async def test_an_error_body_never_breaks_the_error(
 
 @pytest.mark.parametrize("body", [DEEP, b'{"llm_model": ' + b"7" * 50_000 + b"}"])
 async def test_a_hostile_answer_is_a_response_validation_error(
-    hostile: Serve, body: bytes
+    hostile: Hostile, body: bytes
 ) -> None:
     async def handler(request: web.Request) -> web.Response:
         return web.Response(body=body, content_type="application/json")
@@ -316,12 +320,9 @@ async def test_a_hostile_answer_is_a_response_validation_error(
 
 @pytest.mark.parametrize("with_authorization", [True, False])
 async def test_a_same_origin_redirect_with_user_info_is_refused(
-    hostile: Serve, with_authorization: bool
+    hostile: Hostile, with_authorization: bool
 ) -> None:
-    seen: list[str] = []
-
     async def handler(request: web.Request) -> web.Response:
-        seen.append(request.path)
         if request.path == "/start":
             host = request.host
             raise web.HTTPFound(f"http://user:{CANARY_SECRET}@{host}/next")
@@ -335,11 +336,11 @@ async def test_a_same_origin_redirect_with_user_info_is_refused(
         with pytest.raises(ResponseValidationError) as info:
             await core.get(url + "/start", headers)
     assert "user info" in str(info.value)
-    assert seen == ["/start"]
-    assert_no_canary(_everything(info.value))
+    assert hostile.seen == ["/start"]
+    assert_no_canary(error_text(info.value))
 
 
-async def test_a_value_error_of_aiohttp_is_a_library_error(hostile: Serve) -> None:
+async def test_a_value_error_of_aiohttp_is_a_library_error(hostile: Hostile) -> None:
     # aiohttp refuses user info in the URL beside an Authorization header with a bare
     # ValueError (the same-origin redirect check above catches the redirect case first).
     async def handler(request: web.Request) -> web.Response:
@@ -350,7 +351,7 @@ async def test_a_value_error_of_aiohttp_is_a_library_error(hostile: Serve) -> No
         with pytest.raises(ConfigurationError) as info:
             await core.get(url + "/x", {"Authorization": f"Bearer {CANARY_API_KEY}"})
     assert info.value.__context__ is None  # aiohttp's message is not kept
-    assert_no_canary(_everything(info.value))
+    assert_no_canary(error_text(info.value))
 
 
 # --------------------------------------------------------------------------- header values
@@ -360,21 +361,18 @@ CONTROLS = [chr(code) for code in [*range(0x20), 0x7F]]
 
 @pytest.mark.parametrize("char", CONTROLS, ids=[f"0x{ord(c):02x}" for c in CONTROLS])
 async def test_every_control_character_in_a_header_value_is_refused(
-    hostile: Serve, char: str
+    hostile: Hostile, char: str
 ) -> None:
-    seen: list[str] = []
-
     async def handler(request: web.Request) -> web.Response:
-        seen.append(request.path)
         return web.Response(text="ok")
 
     url = await hostile(handler)
     async with _core() as core:
         with pytest.raises(ConfigurationError) as info:
             await core.get(url, {"X-Session-API-Key": CANARY_SESSION_KEY + char + "x"})
-    assert seen == []
+    assert hostile.seen == []
     assert "X-Session-API-Key" in str(info.value)
-    assert_no_canary(_everything(info.value))
+    assert_no_canary(error_text(info.value))
 
 
 @pytest.mark.parametrize("char", ["\x0b", "\x0c", "\x01", "\x7f", "\t"], ids=repr)
@@ -383,13 +381,13 @@ async def test_control_characters_in_key_arguments_and_environment_are_refused(
 ) -> None:
     with pytest.raises(ConfigurationError) as info:
         CloudWorkspace(account.url, CANARY_API_KEY + char, "sb-1", session_api_key="s")
-    assert_no_canary(_everything(info.value))
+    assert_no_canary(error_text(info.value))
     monkeypatch.setenv("SESSION_API_KEY", CANARY_SESSION_KEY + char)
     async with account.workspace(session_api_key=None) as ws:
         with pytest.raises(ConfigurationError) as info:
             await ws.get_llm()
     assert "SESSION_API_KEY" in str(info.value)
-    assert_no_canary(_everything(info.value))
+    assert_no_canary(error_text(info.value))
     assert account.cloud.requests == []
 
 
@@ -467,7 +465,7 @@ def test_any_header_value_is_sent_as_is_or_refused(echo: _Echo, value: str) -> N
 
 @pytest.mark.parametrize("charset", ["undefined", "punycode", "idna", "unicode-escape", "no-such"])
 async def test_an_answer_in_no_real_charset_is_refused_without_echo(
-    hostile: Serve, charset: str
+    hostile: Hostile, charset: str
 ) -> None:
     async def handler(request: web.Request) -> web.Response:
         return web.Response(
@@ -481,7 +479,7 @@ async def test_an_answer_in_no_real_charset_is_refused_without_echo(
     with pytest.raises(ResponseValidationError) as info:
         answer.text()
     assert charset in str(info.value)
-    assert_no_canary(_everything(info.value) + repr(answer))
+    assert_no_canary(error_text(info.value) + repr(answer))
 
 
 # --------------------------------------------------------------------------- traceback locals
