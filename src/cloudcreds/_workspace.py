@@ -20,7 +20,7 @@ from ._errors import (
     PermissionDeniedError,
     ResponseValidationError,
 )
-from ._headers import check_header_value
+from ._headers import MaskedHeaders, check_header_value
 from ._http import Answer, HTTPCore
 from ._lifecycle import AsyncResource
 from ._llm import LLM
@@ -329,10 +329,11 @@ class CloudWorkspace(AsyncResource):
         """The environment variable secret references read the session key from."""
         return self._session_key_env
 
-    def __repr__(self) -> str:
+    def __repr__(self) -> str:  # getattr: a half-built workspace (constructor raised) too
         return (
-            f"CloudWorkspace(cloud_api_url={self._base!r}, sandbox_id={self._sandbox_id!r}, "
-            f"session_key_env={self._session_key_env!r})"
+            f"CloudWorkspace(cloud_api_url={getattr(self, '_base', None)!r}, "
+            f"sandbox_id={getattr(self, '_sandbox_id', None)!r}, "
+            f"session_key_env={getattr(self, '_session_key_env', None)!r})"
         )
 
     # -- lifecycle -----------------------------------------------------------------
@@ -362,11 +363,13 @@ class CloudWorkspace(AsyncResource):
 
     async def _fetch_user(self) -> _UserInfo:
         self.check_open()
-        headers = {
-            "Authorization": self._bearer,
-            _SESSION_HEADER: self._session_key_value(),
-            "Accept": "application/json",
-        }
+        headers = MaskedHeaders(  # its repr masks the keys, for reporters that show locals
+            {
+                "Authorization": self._bearer,
+                _SESSION_HEADER: self._session_key_value(),
+                "Accept": "application/json",
+            }
+        )
         answer = await self._http.get(self._me_url, headers)
         info: _UserInfo = _parse(_UserInfo, answer, "user settings")
         if info.llm_api_key is not None and info.llm_api_key.get_secret_value() == MASK:
@@ -380,7 +383,9 @@ class CloudWorkspace(AsyncResource):
 
     async def _fetch_secret_list(self) -> _SecretList:
         self.check_open()
-        headers = {_SESSION_HEADER: self._session_key_value(), "Accept": "application/json"}
+        headers = MaskedHeaders(
+            {_SESSION_HEADER: self._session_key_value(), "Accept": "application/json"}
+        )
         answer = await self._http.get(self._secrets_url, headers)
         result: _SecretList = _parse(_SecretList, answer, "secret list")
         return result
