@@ -11,6 +11,7 @@ Example:
 
 from ._client import CloudClient
 from ._config import RetryPolicy, Timeouts
+from ._credentials import Credentials
 from ._errors import (
     APIStatusError,
     AuthenticationError,
@@ -26,9 +27,9 @@ from ._errors import (
     ServerError,
     UntrustedOriginError,
 )
-from ._llm import LLM
+from ._models import LLM, MCPServer
 from ._resolver import SecretResolver
-from ._workspace import CloudWorkspace, Credentials
+from ._workspace import CloudWorkspace
 from .secrets import (
     EnvHeaderLookupSecret,
     EnvSecret,
@@ -55,6 +56,7 @@ __all__ = [
     "EnvHeaderLookupSecret",
     "EnvSecret",
     "LookupSecret",
+    "MCPServer",
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",

@@ -11,11 +11,13 @@ import anyio
 from pydantic import SecretStr
 
 from ._config import DEFAULT_CLIENT_CONCURRENCY, DEFAULT_SESSION_KEY_ENV, RetryPolicy, Timeouts
+from ._credentials import Credentials
 from ._errors import CloudCredsError, ConfigurationError
 from ._http import HTTPCore
+from ._keys import key_argument
 from ._lifecycle import AsyncResource
 from ._urls import check_base_url
-from ._workspace import CloudWorkspace, Credentials, _secret
+from ._workspace import CloudWorkspace, pooled_workspace
 
 __all__ = ["CloudClient", "ProgressCallback"]
 
@@ -56,9 +58,7 @@ class CloudClient(AsyncResource):
         if not isinstance(max_concurrency, int) or max_concurrency < 1:
             raise ConfigurationError(f"max_concurrency must be >= 1, got {max_concurrency!r}")
         self._base = check_base_url(cloud_api_url, allow_insecure_http=allow_insecure_http)
-        key = _secret(api_key, "api_key", required=True)
-        assert key is not None
-        self._api_key = key
+        self._api_key = key_argument(api_key, "api_key", header="Authorization")
         self._max_concurrency = max_concurrency
         self._http = HTTPCore(
             session=session,
@@ -88,8 +88,13 @@ class CloudClient(AsyncResource):
         Closing the workspace leaves the pool open; closing the client closes it.
         """
         self.check_open()
-        return CloudWorkspace._shared(
-            self._http, self._base, self._api_key, sandbox_id, session_api_key, session_key_env
+        return pooled_workspace(
+            self._http,
+            self._base,
+            self._api_key,
+            sandbox_id,
+            session_api_key=session_api_key,
+            session_key_env=session_key_env,
         )
 
     async def gather_credentials(
@@ -139,13 +144,12 @@ class CloudClient(AsyncResource):
             for sandbox_id, session_key in pending:
                 outcome: Credentials | CloudCredsError
                 try:
-                    ws = CloudWorkspace._shared(
+                    ws = pooled_workspace(
                         self._http,
                         self._base,
                         self._api_key,
                         sandbox_id,
-                        session_key,
-                        DEFAULT_SESSION_KEY_ENV,
+                        session_api_key=session_key,
                     )
                     outcome = await ws.get_credentials(wanted, missing=missing, **llm_overrides)
                 except CloudCredsError as exc:

@@ -30,10 +30,11 @@ from typing import Any, Literal, TypeVar
 from pydantic import SecretStr
 
 from ._config import DEFAULT_CLOUD_API_URL, DEFAULT_SESSION_KEY_ENV, RetryPolicy, Timeouts
+from ._credentials import Credentials
 from ._errors import ConfigurationError
-from ._llm import LLM
+from ._models import LLM
 from ._resolver import SecretResolver
-from ._workspace import CloudWorkspace, Credentials
+from ._workspace import CloudWorkspace
 from .secrets import EnvHeaderLookupSecret, SecretSource
 
 __all__ = ["get_credentials", "get_llm", "get_secrets", "resolve"]

@@ -11,8 +11,8 @@ from typing import Any, Final, TextIO
 
 from .._client import CloudClient
 from .._config import DEFAULT_CLIENT_CONCURRENCY, DEFAULT_CLOUD_API_URL
+from .._credentials import Credentials
 from .._errors import APIStatusError, CloudCredsError, ConfigurationError
-from .._workspace import Credentials
 from ._args import (
     API_KEY_ENV,
     URL_ENV,

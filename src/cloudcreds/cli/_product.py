@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from .._config import MASK, RetryPolicy
-from .._llm import LLM
+from .._models import LLM
 from .._resolver import SecretResolver
 from ._args import SESSION_ENV, add_connection, add_subparser, connection
 from ._exits import ExitCode
