@@ -13,7 +13,7 @@ import aiohttp
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from ._concurrency import both
-from ._config import DEFAULT_CLOUD_API_URL, DEFAULT_SESSION_KEY_ENV, MASK, RetryPolicy, Timeouts
+from ._config import DEFAULT_SESSION_KEY_ENV, MASK, RetryPolicy, Timeouts
 from ._credentials import Credentials
 from ._errors import (
     ConfigurationError,
@@ -26,6 +26,7 @@ from ._http import Answer, HTTPCore
 from ._keys import key_argument
 from ._lifecycle import AsyncResource
 from ._models import LLM, MCPServer, SecretList, SecretMeta, UserInfo
+from ._settings import read_settings
 from ._urls import check_base_url, safe_url
 from .secrets import EnvHeaderLookupSecret
 from .secrets._base import validation_message
@@ -278,17 +279,13 @@ class CloudWorkspace(AsyncResource):
         ``timeout=``, ``session=``, ``environ=``...).
 
         Raises:
-            ConfigurationError: A required variable is missing (the message names it).
+            ConfigurationError: A required variable is missing or empty (the message
+                names it).
         """
-        environ: Mapping[str, str] = kwargs.get("environ") or os.environ
-        missing = [name for name in ("OPENHANDS_API_KEY", "SANDBOX_ID") if not environ.get(name)]
-        if missing:
-            raise ConfigurationError(
-                f"environment variable{'s' if len(missing) > 1 else ''} "
-                f"{' and '.join(missing)} must be set"
-            )
-        url = environ.get("OPENHANDS_CLOUD_API_URL") or DEFAULT_CLOUD_API_URL
-        return cls(url, environ["OPENHANDS_API_KEY"], environ["SANDBOX_ID"], **kwargs)
+        settings = read_settings(require=("api_key", "sandbox_id"), environ=kwargs.get("environ"))
+        assert settings.api_key is not None
+        assert settings.sandbox_id is not None
+        return cls(settings.url, settings.api_key, settings.sandbox_id, **kwargs)
 
     # -- properties ----------------------------------------------------------------
 
