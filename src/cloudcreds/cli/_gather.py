@@ -21,8 +21,8 @@ from pydantic import SecretStr
 
 from .._client import CloudClient
 from .._config import DEFAULT_CLIENT_CONCURRENCY
+from .._credentials import Credentials
 from .._errors import APIStatusError, CloudConnectionError, CloudCredsError, ConfigurationError
-from .._workspace import Credentials
 from ._args import API_KEY_ONLY, add_connection, add_subparser, connection, positive_int
 from ._exits import CommandError, ExitCode
 from ._fleet import read_fleet

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any, Final, TextIO
 
 from .._config import MASK
-from .._llm import LLM
+from .._models import LLM
 from ._exits import CommandError, ExitCode
 
 __all__ = [

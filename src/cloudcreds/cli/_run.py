@@ -30,7 +30,7 @@ from types import FrameType
 from typing import Any, Final
 
 from .._errors import ConfigurationError, SecretResolutionError
-from .._llm import LLM
+from .._models import LLM
 from .._settings import API_KEY_ENV, SESSION_KEY_ENV
 from .._workspace import CloudWorkspace
 from ._args import SECRET_LIST, Connection, add_connection, add_subparser, connection
