@@ -152,7 +152,9 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().out.strip() == f"cloudcreds {cloudcreds.__version__}"
 
 
-@pytest.mark.parametrize("command", ["demo", "serve", "llm", "secrets", "resolve", "run", "gather"])
+@pytest.mark.parametrize(
+    "command", ["demo", "serve", "llm", "secrets", "mcp", "resolve", "run", "gather"]
+)
 def test_every_subcommand_has_help_with_an_example(
     command: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -216,7 +218,12 @@ async def test_llm_text(account: Account) -> None:
 async def test_llm_json(account: Account) -> None:
     result = await cli("llm", "--json", env=sandbox_vars(account))
     assert_ok(result)
-    assert json.loads(result.out) == {"model": MODEL, "base_url": BASE_URL, "api_key": MASK}
+    assert json.loads(result.out) == {
+        "model": MODEL,
+        "base_url": BASE_URL,
+        "api_key": MASK,
+        "profile_name": None,
+    }
 
 
 async def test_secrets_text(account: Account) -> None:

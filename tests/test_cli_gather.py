@@ -21,7 +21,7 @@ from _cli_runner import CLI_TIMEOUT, MODEL, assert_one_line_error, cli, cli_env
 from cloudcreds import cli as cli_module
 from cloudcreds.cli import ExitCode
 from cloudcreds.cli._gather import Progress
-from cloudcreds.testing import Fault
+from cloudcreds.testing import FakeCloud, Fault
 
 from _helpers import CANARY_API_KEY, CANARY_SESSION_KEY, Account, assert_no_canary, closed_port
 
@@ -261,3 +261,20 @@ def test_progress_counts_and_redraws_on_one_line() -> None:
     progress.add(False)
     progress.finish()
     assert stream.getvalue() == "\r1 done, 0 failed\r2 done, 1 failed\r2 done, 1 failed\n"
+
+
+async def test_the_readme_pipeline_shows_what_gather_prints() -> None:
+    # The README's `gather | jq -c '{sandbox_id, ok, model, error, status_code}'` example,
+    # against the demo seed `cloudcreds serve` uses; the projection is jq's, in Python.
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    block = readme.split("$ cat fleet.jsonl\n", 1)[1]
+    fleet, rest = block.split("$ cloudcreds gather fleet.jsonl | jq -c", 1)
+    shown = [json.loads(line) for line in rest.split("\n", 1)[1].split("$", 1)[0].splitlines()]
+    keys = ("sandbox_id", "ok", "model", "error", "status_code")
+    async with FakeCloud(seed=FakeCloud.demo_seed()) as cloud:
+        env = {"OPENHANDS_CLOUD_API_URL": cloud.url, "OPENHANDS_API_KEY": "demo-api-key"}
+        result = await cli("gather", "-", env=env, stdin=fleet.encode())
+    assert result.code == ExitCode.ERROR
+    got = [json.loads(line) for line in result.out.splitlines()]
+    projected = [{key: line.get(key) for key in keys} for line in got]
+    assert sorted(projected, key=str) == sorted(shown, key=str)

@@ -17,8 +17,6 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any, Final, TextIO
 
-from pydantic import SecretStr
-
 from .._client import CloudClient
 from .._config import DEFAULT_CLIENT_CONCURRENCY
 from .._credentials import Credentials
@@ -176,49 +174,6 @@ async def _stream(source: io.RawIOBase, where: str) -> AsyncIterator[tuple[str, 
             yield pair
 
 
-async def _outcomes(
-    client: CloudClient,
-    pairs: AsyncIterator[tuple[str, str]],
-    limit: int,
-    overrides: dict[str, Any],
-) -> AsyncIterator[tuple[str, Credentials | CloudCredsError]]:
-    """Each sandbox's credentials or error, in completion order, at most ``limit`` at once."""
-
-    async def one(sandbox_id: str, key: str) -> tuple[str, Credentials | CloudCredsError]:
-        try:
-            ws = client.workspace(sandbox_id, session_api_key=SecretStr(key))
-            return sandbox_id, await ws.get_credentials(**overrides)
-        except CloudCredsError as exc:
-            return sandbox_id, exc
-
-    async def next_pair() -> tuple[str, str] | None:
-        return await anext(pairs, None)
-
-    pending: set[asyncio.Task[Any]] = set()
-    reading: asyncio.Task[tuple[str, str] | None] | None = asyncio.ensure_future(next_pair())
-    try:
-        while reading is not None or pending:
-            waiting = set(pending)
-            if reading is not None and len(pending) < limit:
-                waiting.add(reading)
-            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                if task is reading:
-                    pair = reading.result()
-                    reading = None if pair is None else asyncio.ensure_future(next_pair())
-                    if pair is not None:
-                        pending.add(asyncio.ensure_future(one(*pair)))
-                else:
-                    pending.discard(task)
-                    yield task.result()
-    finally:
-        left = [*pending, *([reading] if reading is not None else [])]
-        for task in left:
-            task.cancel()
-        if left:
-            await asyncio.wait(left)
-
-
 def _open_input(file: str) -> tuple[io.RawIOBase, str]:
     """The fleet file, unbuffered; stdin through a file of its own on a copy of fd 0.
 
@@ -275,9 +230,7 @@ def _cmd_gather(args: argparse.Namespace) -> int:
                     allow_insecure_http=conn.allow_insecure_http,
                 ) as client:
                     pairs = _stream(source, where)
-                    async for sandbox_id, outcome in _outcomes(
-                        client, pairs, args.concurrency, overrides
-                    ):
+                    async for sandbox_id, outcome in client.iter_credentials(pairs, **overrides):
                         if isinstance(outcome, CloudCredsError):
                             kind = (
                                 "connection"
