@@ -62,6 +62,17 @@ def lookup(account: Account, name: str = GITHUB, key: str = CANARY_SESSION_KEY) 
     return LookupSecret(url=account.url + path(name), headers={"X-Session-API-Key": SecretStr(key)})
 
 
+@pytest.fixture(autouse=True)
+def trust_the_fake_cloud(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Trust the FakeCloud's loopback origin, as an agent server's configuration would.
+
+    These tests resolve references built by hand (not returned by a workspace of this
+    process): deny by default refuses them unless their origin is configured.
+    """
+    if "account" in request.fixturenames:
+        account: Account = request.getfixturevalue("account")
+        monkeypatch.setenv("CLOUDCREDS_TRUSTED_ORIGINS", account.url)
+
 
 @pytest.fixture
 async def resolver() -> AsyncIterator[SecretResolver]:
@@ -332,7 +343,7 @@ async def test_trusted_origins_argument_allows(account: Account) -> None:
 
 async def test_trusted_origins_env(account: Account, monkeypatch: pytest.MonkeyPatch) -> None:
     async with SecretResolver(retry=FAST_RETRY) as resolver:
-        assert await resolver.resolve(lookup(account)) == CANARY_SECRET  # loopback by default
+        assert await resolver.resolve(lookup(account)) == CANARY_SECRET  # configured (fixture)
         with pytest.raises(UntrustedOriginError):
             await resolver.resolve(LookupSecret(url="http://example.com/secret"))
 
@@ -349,6 +360,13 @@ async def test_trusted_origins_env(account: Account, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("CLOUDCREDS_TRUSTED_ORIGINS", "https://app.all-hands.dev")
     async with SecretResolver(trusted_origins=[account.url]) as resolver:
         assert await resolver.resolve(lookup(account)) == CANARY_SECRET
+
+    # Nothing configured: only the default cloud's origin, not a loopback port.
+    monkeypatch.delenv("CLOUDCREDS_TRUSTED_ORIGINS")
+    async with SecretResolver(retry=FAST_RETRY) as resolver:
+        with pytest.raises(UntrustedOriginError, match=account.url):
+            await resolver.resolve(lookup(account))
+    assert account.cloud.count(path(GITHUB)) == 3
 
 
 # --------------------------------------------------------------------------- cancellation
@@ -540,15 +558,20 @@ def _nested(token: str, paths: list[str]) -> NestedKeySource:
 
 
 def test_cache_key_is_equal_for_equal_sources_and_differs_on_any_value() -> None:
-    key = _cache_key(_nested("t1", ["x", "y"]))
-    assert key == _cache_key(_nested("t1", ["x", "y"]))
+    ctx = ResolveContext(trusted_origins=["https://h"])
+
+    def key_of(source: SecretSource) -> object:
+        return _cache_key(source, ctx)
+
+    key = key_of(_nested("t1", ["x", "y"]))
+    assert key == key_of(_nested("t1", ["x", "y"]))
     hash(key)
-    assert key != _cache_key(_nested("t2", ["x", "y"]))  # a secret value differs
-    assert key != _cache_key(_nested("t1", ["y", "x"]))  # list order matters
+    assert key != key_of(_nested("t2", ["x", "y"]))  # a secret value differs
+    assert key != key_of(_nested("t1", ["y", "x"]))  # list order matters
     one = LookupSecret(url="https://h/x", headers={"A": SecretStr("1"), "B": SecretStr("2")})
     two = LookupSecret(url="https://h/x", headers={"B": SecretStr("2"), "A": SecretStr("1")})
     assert one == two
-    assert _cache_key(one) == _cache_key(two)  # like dict equality: order does not matter
+    assert key_of(one) == key_of(two)  # like dict equality: order does not matter
     static = StaticSecret(value=SecretStr("v"))
-    assert _cache_key(static) != _cache_key(EnvSecret(env="v"))
-    assert _cache_key(static) != _cache_key(StaticSecret(value=SecretStr("v"), description="d"))
+    assert key_of(static) != key_of(EnvSecret(env="v"))
+    assert key_of(static) != key_of(StaticSecret(value=SecretStr("v"), description="d"))

@@ -19,6 +19,7 @@ from cloudcreds import (
     SecretResolver,
     SecretSource,
     StaticSecret,
+    UntrustedOriginError,
     dump_secret_sources,
     load_secret_sources,
 )
@@ -50,7 +51,7 @@ def via_json(data: Any) -> Any:
 
 
 async def test_get_secrets_output_round_trips_and_resolves(
-    account: Account, sandbox_env: None
+    account: Account, sandbox_env: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     account.cloud.add_secret(account.user, "team/deploy key", "deploy-value", description="ü")
     async with account.workspace() as ws:
@@ -73,6 +74,14 @@ async def test_get_secrets_output_round_trips_and_resolves(
         "OPENAI_KEY": "sk-other-value",
         "team/deploy key": "deploy-value",
     }
+    # The workspace's own references resolve here without configuration; the loaded
+    # copies are equal but came from data: refused until their origin is trusted.
+    assert_value(await secrets["GITHUB_TOKEN"].get_value(), CANARY_SECRET)
+    with pytest.raises(UntrustedOriginError, match="CLOUDCREDS_TRUSTED_ORIGINS"):
+        await loaded["GITHUB_TOKEN"].get_value()
+    assert account.cloud.count() == 1
+    account.cloud.reset_stats()
+    monkeypatch.setenv("CLOUDCREDS_TRUSTED_ORIGINS", account.url)
     for name, source in loaded.items():
         assert_value(await source.get_value(), expected[name])
     async with SecretResolver(retry=FAST_RETRY) as resolver:
@@ -296,6 +305,7 @@ async def test_loaded_user_kind_resolves() -> None:
 async def test_mixed_mapping_of_every_built_in_kind(
     account: Account, monkeypatch: pytest.MonkeyPatch, sandbox_env: None
 ) -> None:
+    monkeypatch.setenv("CLOUDCREDS_TRUSTED_ORIGINS", account.url)  # the server's config
     url = f"{account.url}/api/v1/sandboxes/sb-1/settings/secrets/GITHUB_TOKEN"
     sources: dict[str, SecretSource] = {
         "STATIC": StaticSecret(value="static-value"),

@@ -27,6 +27,7 @@ from ._models import RedactedFrozenModel
 from .secrets import EnvHeaderLookupSecret
 from .secrets._base import validation_message
 from .secrets._env import check_env_name
+from .secrets._lookup import issued_reference
 
 __all__ = ["CloudWorkspace", "Credentials"]
 
@@ -518,10 +519,10 @@ class CloudWorkspace:
         env = self._session_key_env
         prefix = self._secrets_url + "/"
         return {
-            name: _reference(
+            name: issued_reference(
                 prefix + _quote_part(name),
-                available[name].get("description"),
-                {_SESSION_HEADER: env},
+                description=available[name].get("description"),
+                env_headers={_SESSION_HEADER: env},
             )
             for name in wanted
         }
