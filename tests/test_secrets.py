@@ -29,7 +29,7 @@ from cloudcreds import (
     parse_secret_source,
 )
 from cloudcreds.secrets import known_kinds
-from cloudcreds.testing import FakeCloud
+from cloudcreds.testing import FakeCloud, Fault
 from conftest import (
     CANARY_API_KEY,
     CANARY_SECRET,
@@ -154,6 +154,25 @@ async def test_lookup_secret_bad_session_key_is_an_authentication_error(
     assert info.value.status_code == 401
     assert info.value.detail == detail
     assert_error_clean(info.value)
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [Fault.body(b"", status=204, content_type="text/plain"), Fault.body(b"", content_type="")],
+    ids=["204", "empty-200"],
+)
+async def test_an_empty_answer_to_a_lookup_is_an_error_not_an_empty_value(
+    account: Account, trust_cloud: None, fault: Fault
+) -> None:
+    # issue 9 item 13: "" is never a secret's value.
+    account.cloud.inject("/api/v1/sandboxes/sb-1/settings/secrets/GITHUB_TOKEN", fault)
+    source = LookupSecret(
+        url=secret_url(account, "GITHUB_TOKEN"), headers={SESSION_HEADER: CANARY_SESSION_KEY}
+    )
+    with pytest.raises(SecretResolutionError, match="without a body") as info:
+        await source.get_value()
+    assert_error_clean(info.value)
+    assert account.cloud.count() == 1  # refused at once, not retried
 
 
 # --------------------------------------------------------------------------- EnvHeaderLookupSecret
