@@ -232,6 +232,25 @@ async def test_a_loaded_copy_is_equal_but_follows_the_rule(
     assert account.cloud.count(VALUE) == 1
 
 
+@pytest.mark.parametrize("kind", ["LookupSecret", "EnvHeaderLookupSecret"])
+async def test_a_cached_value_is_not_served_once_its_origin_is_no_longer_trusted(
+    account: Account, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    monkeypatch.setenv("SESSION_API_KEY", CANARY_SESSION_KEY)
+    monkeypatch.setenv("CLOUDCREDS_TRUSTED_ORIGINS", account.url)
+    source = (
+        LookupSecret(url=account.url + VALUE, headers={"X-Session-API-Key": CANARY_SESSION_KEY})
+        if kind == "LookupSecret"
+        else posted(account.url + VALUE)
+    )
+    async with SecretResolver(retry=FAST_RETRY, cache_ttl=60) as resolver:
+        assert same(await resolver.resolve(source), CANARY_SECRET)
+        monkeypatch.setenv("CLOUDCREDS_TRUSTED_ORIGINS", "https://app.all-hands.dev")
+        with pytest.raises(UntrustedOriginError):
+            await resolver.resolve(source)  # checked before the cache, every time
+    assert account.cloud.count(VALUE) == 1
+
+
 async def test_a_pickled_reference_loses_its_trust_and_a_copy_keeps_it(
     account: Account, issued: EnvHeaderLookupSecret
 ) -> None:
