@@ -29,6 +29,7 @@ LIBRARY_ENV = (
     "SANDBOX_ID",
     "SESSION_API_KEY",
     "CLOUDCREDS_TRUSTED_ORIGINS",
+    "CLOUDCREDS_ALLOWED_ENV",
 )
 
 # Canary values: distinct, recognisable, and never allowed to appear in any output.
