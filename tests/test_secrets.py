@@ -498,7 +498,7 @@ def test_a_used_kind_cannot_be_registered_by_another_class() -> None:
                 return "x"
 
     message = str(info.value)
-    assert "_static.StaticSecret" in message
+    assert "cloudcreds.StaticSecret" in message  # the public name, not the private module
     assert "known kinds" in message
     assert "EnvHeaderLookupSecret" in message
     assert type(parse_secret_source({"kind": "StaticSecret", "value": "v"})) is StaticSecret
