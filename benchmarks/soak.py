@@ -112,7 +112,7 @@ async def serve(args: argparse.Namespace) -> None:
                 raise ValueError(f"unknown command {command!r}")
             # Every GET consumes the next entry of the plan, so the first `served`
             # entries are exactly the answers given so far.
-            count = len(cloud.requests)
+            count = cloud.request_count
             applied.update(plan[served : min(served + count, len(plan))])
             served += count
             cloud.reset_stats()  # keeps the server's memory flat across rounds

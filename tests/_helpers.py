@@ -1,4 +1,5 @@
-"""Helpers the tests import: canary values, the seeded account, waiting, a closed port.
+"""Helpers the tests import: canary values, the seeded account, waiting, a closed port,
+raw requests to a FakeCloud.
 
 Fixtures stay in ``conftest.py`` (pytest finds them there); everything a test module
 imports by name lives here, so no test imports ``conftest``.
@@ -7,13 +8,16 @@ imports by name lives here, so no test imports ``conftest``.
 from __future__ import annotations
 
 import asyncio
-import re
+import json
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
+import aiohttp
 import pytest
+from yarl import URL
 
 from cloudcreds import CloudWorkspace, RetryPolicy
 from cloudcreds.testing import FakeCloud, FakeSandbox, FakeUser
@@ -65,19 +69,6 @@ def assert_no_canary(text: str) -> None:
     assert not found, f"canary value(s) #{found} leaked"
 
 
-#: The library's INFO line announcing a retry: "retrying GET url after X in 0.25s (attempt 2 of 4)".
-RETRY_LINE = re.compile(r"retrying .* in (\d+\.\d+)s \(attempt (\d+) of (\d+)\)")
-
-
-def retry_waits(caplog: pytest.LogCaptureFixture) -> list[float]:
-    """The waits the library announced in its "retrying ... in X.XXs" lines."""
-    waits = []
-    for record in caplog.records:
-        if record.name == "cloudcreds" and (match := RETRY_LINE.search(record.getMessage())):
-            waits.append(float(match.group(1)))
-    return waits
-
-
 async def wait_until(condition: Callable[[], object], *, within: float = 5.0) -> None:
     """Poll ``condition`` every few milliseconds; fail if it stays false for ``within`` s.
 
@@ -96,3 +87,39 @@ def closed_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
     return port
+
+
+class Seen:
+    """What a plain aiohttp client saw of an answer: status, headers and body."""
+
+    def __init__(self, status: int, headers: Mapping[str, str], raw: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.raw = raw
+        self.content_type = headers.get("Content-Type", "")
+
+    def json(self) -> Any:
+        """The body decoded as JSON."""
+        return json.loads(self.raw)
+
+    @property
+    def detail(self) -> str:
+        """The ``detail`` sentence of a JSON error body."""
+        detail = self.json()["detail"]
+        assert isinstance(detail, str)
+        return detail
+
+
+async def fetch(
+    http: aiohttp.ClientSession,
+    cloud: FakeCloud,
+    path: str,
+    headers: Mapping[str, str] | None = None,
+    *,
+    method: str = "GET",
+) -> Seen:
+    """Send one request to a FakeCloud with plain aiohttp: the path as given (already
+    percent-encoded), no redirect followed."""
+    url = URL(cloud.url + path, encoded=True)
+    async with http.request(method, url, headers=headers, allow_redirects=False) as resp:
+        return Seen(resp.status, resp.headers, await resp.read())

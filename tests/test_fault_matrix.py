@@ -43,6 +43,7 @@ from cloudcreds import (
     PermissionDeniedError,
     RateLimitError,
     ResponseValidationError,
+    RetryEvent,
     RetryPolicy,
     SecretResolver,
     ServerError,
@@ -58,18 +59,20 @@ from _helpers import (
     Account,
     assert_no_canary,
     closed_port,
-    retry_waits,
 )
 
 ATTEMPTS = 3
 DEADLINE = 5.0
 MAX_RETRY_AFTER = 0.01
+#: The retries the library announced through RetryPolicy.on_retry (cleared per test).
+RETRIES: list[RetryEvent] = []
 POLICY = RetryPolicy(
     attempts=ATTEMPTS,
     initial_backoff=0,
     max_backoff=0,
     max_retry_after=MAX_RETRY_AFTER,
     deadline=DEADLINE,
+    on_retry=RETRIES.append,
 )
 #: For every row but the timeout rows: generous, so only the fault decides the outcome.
 ROOMY = Timeouts(connect=2, read=2, total=4)
@@ -300,6 +303,7 @@ async def test_fault_matrix(
         count = 1 if mode == "once" else ATTEMPTS * row.per_attempt + 2
         cloud.inject(op.path, *[row.fault() for _ in range(count)])
     timeout = TINY_READ if row.slow else ROOMY
+    RETRIES.clear()
 
     started = time.monotonic()
     try:
@@ -310,7 +314,7 @@ async def test_fault_matrix(
     elapsed = time.monotonic() - started
 
     requests = cloud.count(op.path)
-    waits = retry_waits(caplog)
+    waits = [event.wait for event in RETRIES]
     assert elapsed < DEADLINE, "the call outlived its retry deadline"
     assert_no_canary(caplog.text)
 

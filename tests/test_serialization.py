@@ -53,10 +53,10 @@ def via_json(data: Any) -> Any:
 async def test_get_secrets_output_round_trips_and_resolves(
     account: Account, sandbox_env: None
 ) -> None:
-    account.cloud.add_secret(account.user, "team/deploy key", "deploy-value", description="ü")
+    account.cloud.add_secret(account.user, "team+deploy key", "deploy-value", description="ü")
     async with account.workspace() as ws:
         secrets = await ws.get_secrets()
-    assert set(secrets) == {"GITHUB_TOKEN", "OPENAI_KEY", "team/deploy key"}
+    assert set(secrets) == {"GITHUB_TOKEN", "OPENAI_KEY", "team+deploy key"}
 
     dumped = dump_secret_sources(secrets)
     text = json.dumps(dumped)
@@ -72,7 +72,7 @@ async def test_get_secrets_output_round_trips_and_resolves(
     expected = {
         "GITHUB_TOKEN": CANARY_SECRET,
         "OPENAI_KEY": "sk-other-value",
-        "team/deploy key": "deploy-value",
+        "team+deploy key": "deploy-value",
     }
     for name, source in loaded.items():
         assert_value(await source.get_value(), expected[name])
@@ -84,7 +84,7 @@ async def test_get_secrets_output_round_trips_and_resolves(
         request.header_equals("X-Session-API-Key", CANARY_SESSION_KEY)
         for request in account.cloud.requests
     )
-    assert account.cloud.count("/api/v1/sandboxes/sb-1/settings/secrets/team/deploy key") == 2
+    assert account.cloud.count("/api/v1/sandboxes/sb-1/settings/secrets/team+deploy key") == 2
 
 
 async def test_credentials_secrets_dump_holds_no_key(account: Account) -> None:

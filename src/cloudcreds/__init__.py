@@ -12,7 +12,7 @@ Example:
 import types as _types
 
 from ._client import CloudClient
-from ._config import RetryPolicy, Timeouts
+from ._config import RetryBudget, RetryEvent, RetryPolicy, Timeouts
 from ._errors import (
     APIStatusError,
     AuthenticationError,
@@ -26,6 +26,7 @@ from ._errors import (
     ResponseValidationError,
     SecretResolutionError,
     ServerError,
+    TooManyRedirectsError,
     UntrustedOriginError,
 )
 from ._llm import LLM
@@ -62,6 +63,8 @@ __all__ = [
     "RateLimitError",
     "ResolveContext",
     "ResponseValidationError",
+    "RetryBudget",
+    "RetryEvent",
     "RetryPolicy",
     "SecretResolutionError",
     "SecretResolver",
@@ -69,6 +72,7 @@ __all__ = [
     "ServerError",
     "StaticSecret",
     "Timeouts",
+    "TooManyRedirectsError",
     "UntrustedOriginError",
     "dump_secret_sources",
     "load_secret_sources",

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from pydantic import SecretStr
+
 from .._config import MASK
 from .._errors import CloudCredsError, ConfigurationError
 from .._workspace import CloudWorkspace
@@ -93,9 +95,9 @@ async def _demo_report() -> dict[str, Any]:
         started = time.perf_counter()
         values = await resolve_as_sandbox(
             creds.secrets,
-            sandbox["session_api_key"],
+            SecretStr(sandbox["session_api_key"]),
             retry=None,
-            attempt_timeout=None,
+            timeouts=None,
             trusted_origins=[cloud.url],  # the demo trusts its own embedded fake
         )
         lengths = {name: len(value) for name, value in values.items()}
@@ -215,18 +217,18 @@ def _serve_lines(cloud: FakeCloud) -> list[str]:
         "# Fake credentials, printed on purpose: source these lines in a shell.",
         f"export {URL_ENV}={shlex.quote(cloud.url)}",
     ]
-    sandboxes = list(cloud.sandboxes.values())
-    if sandboxes:
-        first = sandboxes[0]
-        owner = cloud.users[first.user_id]
+    # Sandboxes without an owner (a FakeCloud test case) have no API key to print.
+    owned = [(s, cloud.users[s.user_id]) for s in cloud.sandboxes.values() if s.user_id is not None]
+    if owned:
+        first, owner = owned[0]
         lines += [
             f"export {API_KEY_ENV}={shlex.quote(owner.api_key)}",
             f"export {SANDBOX_ENV}={shlex.quote(first.id)}",
             f"export {SESSION_ENV}={shlex.quote(first.session_api_key)}",
         ]
-        for other in sandboxes[1:]:
+        for other, other_owner in owned[1:]:
             lines.append(
-                f"# also: {API_KEY_ENV}={shlex.quote(cloud.users[other.user_id].api_key)} "
+                f"# also: {API_KEY_ENV}={shlex.quote(other_owner.api_key)} "
                 f"{SANDBOX_ENV}={shlex.quote(other.id)} "
                 f"{SESSION_ENV}={shlex.quote(other.session_api_key)}"
                 + ("" if other.running else "  (not running)")

@@ -10,18 +10,10 @@ from pathlib import Path
 from typing import Any, Final, TextIO
 
 from .._client import CloudClient
-from .._config import DEFAULT_CLIENT_CONCURRENCY, DEFAULT_CLOUD_API_URL
+from .._config import DEFAULT_CLIENT_CONCURRENCY
 from .._errors import APIStatusError, CloudCredsError, ConfigurationError
 from .._workspace import Credentials
-from ._args import (
-    API_KEY_ENV,
-    URL_ENV,
-    add_connection,
-    add_subparser,
-    pick,
-    positive_int,
-    retry_timeout,
-)
+from ._args import API_KEY_ONLY, add_connection, add_subparser, connection, positive_int
 from ._exits import ExitCode
 from ._output import one_line
 
@@ -127,22 +119,20 @@ def _gather_line(sandbox_id: str, outcome: Credentials | CloudCredsError) -> dic
 
 
 def _cmd_gather(args: argparse.Namespace) -> int:
-    url = pick(args.url, URL_ENV) or DEFAULT_CLOUD_API_URL
-    api_key = pick(args.api_key, API_KEY_ENV)
-    if api_key is None:
-        raise ConfigurationError(f"missing the API key (--api-key or {API_KEY_ENV})")
-    retry, timeout = retry_timeout(args)
+    conn = connection(args, require=API_KEY_ONLY)
+    api_key = conn.api_key
+    assert api_key is not None
     sandboxes = _read_sandboxes(args.file)
     progress = ProgressBar(sys.stderr) if sys.stderr.isatty() else None
 
     async def fetch() -> dict[str, Credentials | CloudCredsError]:
         async with CloudClient(
-            url,
+            conn.url,
             api_key,
-            retry=retry,
-            timeout=timeout,
+            retry=conn.retry,
+            timeout=conn.timeout,
             max_concurrency=args.concurrency,
-            allow_insecure_http=args.allow_insecure_http,
+            allow_insecure_http=conn.allow_insecure_http,
         ) as client:
             return await client.gather_credentials(sandboxes, on_progress=progress)
 

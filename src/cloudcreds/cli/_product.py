@@ -10,10 +10,12 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from .._config import MASK, RetryPolicy
+from pydantic import SecretStr
+
+from .._config import MASK, RetryPolicy, Timeouts
 from .._llm import LLM
 from .._resolver import SecretResolver
-from ._args import SESSION_ENV, add_connection, add_subparser, connection
+from ._args import SECRET_LIST, SESSION_ENV, USERS_ME, add_connection, add_subparser, connection
 from ._exits import ExitCode
 from ._output import llm_data, print_json, table
 
@@ -74,22 +76,22 @@ def _temporary_env(name: str, value: str) -> Iterator[None]:
 
 async def resolve_as_sandbox(
     refs: Mapping[str, Any],
-    session_key: str,
+    session_key: SecretStr,
     *,
     retry: RetryPolicy | None,
-    attempt_timeout: float | None,
+    timeouts: Timeouts | None,
     trusted_origins: Sequence[str] | None = None,
 ) -> dict[str, str]:
     """Resolve references the way a sandbox does: the session key in its env variable."""
-    with _temporary_env(SESSION_ENV, session_key):
+    with _temporary_env(SESSION_ENV, session_key.get_secret_value()):
         async with SecretResolver(
-            retry=retry, timeout=attempt_timeout, trusted_origins=trusted_origins
+            retry=retry, timeout=timeouts, trusted_origins=trusted_origins
         ) as resolver:
             return await resolver.resolve_all(refs)
 
 
 def _cmd_llm(args: argparse.Namespace) -> int:
-    conn = connection(args)
+    conn = connection(args, require=USERS_ME)
 
     async def fetch() -> LLM:
         async with conn.workspace() as ws:
@@ -108,7 +110,7 @@ def _cmd_llm(args: argparse.Namespace) -> int:
 
 
 def _cmd_secrets(args: argparse.Namespace) -> int:
-    conn = connection(args)
+    conn = connection(args, require=SECRET_LIST)
 
     async def fetch() -> dict[str, Any]:
         async with conn.workspace() as ws:
@@ -127,14 +129,16 @@ def _cmd_secrets(args: argparse.Namespace) -> int:
 
 
 def _cmd_resolve(args: argparse.Namespace) -> int:
-    conn = connection(args)
+    conn = connection(args, require=SECRET_LIST)
+    session_key = conn.session_key
+    assert session_key is not None
     name: str = args.name
 
     async def fetch() -> str:
         async with conn.workspace() as ws:
             refs = await ws.get_secrets(names=[name])
         values = await resolve_as_sandbox(
-            refs, conn.session_key, retry=conn.retry, attempt_timeout=conn.timeout
+            refs, session_key, retry=conn.retry, timeouts=conn.timeout
         )
         return values[name]
 

@@ -16,7 +16,7 @@ from typing import Any, Final
 from .._errors import ConfigurationError, SecretResolutionError
 from .._llm import LLM
 from .._workspace import Credentials
-from ._args import add_connection, add_subparser, connection
+from ._args import USERS_ME, add_connection, add_subparser, connection
 from ._exits import CommandError, ExitCode
 from ._output import warn
 from ._product import resolve_as_sandbox
@@ -130,14 +130,16 @@ def _spawn(argv: Sequence[str], env: Mapping[str, str]) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     argv: list[str] = args.argv
-    conn = connection(args)
+    conn = connection(args, require=USERS_ME)
+    session_key = conn.session_key
+    assert session_key is not None
     only: list[str] | None = args.only
 
     async def fetch() -> tuple[LLM, dict[str, str]]:
         async with conn.workspace() as ws:
             creds: Credentials = await ws.get_credentials(names=only)
         values = await resolve_as_sandbox(
-            creds.secrets, conn.session_key, retry=conn.retry, attempt_timeout=conn.timeout
+            creds.secrets, session_key, retry=conn.retry, timeouts=conn.timeout
         )
         return creds.llm, values
 
