@@ -8,7 +8,8 @@ documents:
 
 * a retryable fault injected once: the call succeeds on the next attempt, after one
   announced retry whose wait is the expected one (zero backoff, or the server's
-  ``Retry-After`` capped by ``max_retry_after``);
+  ``Retry-After`` capped by ``max_retry_after``), with exactly two requests in all (this
+  row is the transient-fault-then-success test, for every operation);
 * a retryable fault that persists: the row's typed error (the exact class) after
   exactly ``ATTEMPTS`` attempts, well within the policy's deadline;
 * a non-retryable fault: its typed error at once, after one request, whichever mode.
@@ -333,6 +334,7 @@ async def test_fault_matrix(
         else:  # aiohttp's own resend may absorb a single drop before the library sees it
             assert waits in ([], [row.wait]), "expected at most one retry"
         assert requests == 2
+        assert len(cloud.requests) == requests, "the retry requested another path too"
         return
 
     assert error is not None, f"{row.id} ({mode}) should fail"

@@ -65,39 +65,11 @@ def retry_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     return caplog
 
 
-def _faults_then_success() -> list[pytest.ParameterSet]:
-    # Built per call: the HTTP date must be "a second from now" when the test runs.
-    return [
-        pytest.param(lambda: Fault.status(503), id="503"),
-        pytest.param(lambda: Fault.status(502), id="502"),
-        pytest.param(lambda: Fault.status(504), id="504"),
-        pytest.param(lambda: Fault.status(500), id="500"),
-        pytest.param(lambda: Fault.status(408), id="408"),
-        pytest.param(lambda: Fault.status(425), id="425"),
-        pytest.param(lambda: Fault.status(429, retry_after=1), id="429-seconds"),
-        pytest.param(lambda: Fault.status(429, retry_after=_http_date_in(1)), id="429-date"),
-        pytest.param(lambda: Fault.status(429), id="429-no-retry-after"),
-        pytest.param(Fault.drop, id="drop"),
-        pytest.param(Fault.truncate, id="truncate"),
-        pytest.param(Fault.reset_mid_body, id="reset-mid-body"),
-    ]
-
-
 # --------------------------------------------------------------------------- transient faults
 
 
-@pytest.mark.parametrize("make_fault", _faults_then_success())
-@pytest.mark.parametrize("call", list(CALLS))
-async def test_transient_fault_then_success(
-    account: Account, call: str, make_fault: Callable[[], Fault]
-) -> None:
-    cloud = account.cloud
-    cloud.inject(PATHS[call], make_fault())
-    async with account.workspace() as ws:  # FAST_RETRY: max_retry_after=0.05
-        result = await CALLS[call](ws)
-    assert result
-    assert cloud.count(PATHS[call]) == 2
-    assert len(cloud.requests) == 2
+# A fault injected once, then success: every retryable fault against every operation
+# is a row of the fault matrix (tests/test_fault_matrix.py, mode "once").
 
 
 async def test_several_faults_in_a_row_within_attempts(account: Account) -> None:
