@@ -498,7 +498,7 @@ def test_a_used_kind_cannot_be_registered_by_another_class() -> None:
                 return "x"
 
     message = str(info.value)
-    assert "cloudcreds.StaticSecret" in message  # the public name, not the private module
+    assert "registered by cloudcreds.StaticSecret" in message  # its public name
     assert "known kinds" in message
     assert "EnvHeaderLookupSecret" in message
     assert type(parse_secret_source({"kind": "StaticSecret", "value": "v"})) is StaticSecret
