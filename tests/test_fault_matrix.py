@@ -24,7 +24,6 @@ a tiny read timeout, so a loaded machine cannot turn another row into a timeout.
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -60,6 +59,7 @@ from _helpers import (
     Account,
     assert_no_canary,
     closed_port,
+    http_date_in,
 )
 
 ATTEMPTS = 3
@@ -88,10 +88,6 @@ VALUE = "/api/v1/sandboxes/sb-1/settings/secrets/GITHUB_TOKEN"
 
 MALFORMED = b'{"secrets": [{"name": "GITHUB_TOKEN"'
 HTML = b"<html><body>Sign in to continue</body></html>"
-
-
-def _http_date_in(seconds: float) -> str:
-    return email.utils.formatdate(time.time() + seconds, usegmt=True)
 
 
 # --------------------------------------------------------------------------- the faults
@@ -148,7 +144,7 @@ def _status_rows() -> list[Row]:
             return Fault.status(status, retry_after=7)  # capped to MAX_RETRY_AFTER
 
         def date(status: int = status) -> Fault:
-            return Fault.status(status, retry_after=_http_date_in(120))  # capped as well
+            return Fault.status(status, retry_after=http_date_in(120))  # capped as well
 
         rows += [
             Row(f"{status}", plain, True, error, status, wait=0.0),

@@ -6,7 +6,6 @@ for backoff, and timeouts are tested with fractions of a second.
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import random
 import time
@@ -37,6 +36,7 @@ from _helpers import (
     FAST_RETRY,
     Account,
     assert_no_canary,
+    http_date_in,
 )
 
 ME = "/api/v1/users/me"
@@ -46,10 +46,6 @@ CALLS: dict[str, Callable[[CloudWorkspace], Awaitable[object]]] = {
     "get_llm": lambda ws: ws.get_llm(),
     "get_secrets": lambda ws: ws.get_secrets(),
 }
-
-
-def _http_date_in(seconds: float) -> str:
-    return email.utils.formatdate(time.time() + seconds, usegmt=True)
 
 
 
@@ -302,9 +298,9 @@ async def test_retry_after_is_honoured_and_capped(
 ) -> None:
     if retry_after == "date+5":
         # HTTP dates have whole seconds: "+5" is 4 to 5 seconds away, always over the cap.
-        retry_after = _http_date_in(5)
+        retry_after = http_date_in(5)
     elif retry_after == "date-past":
-        retry_after = _http_date_in(-60)
+        retry_after = http_date_in(-60)
     cloud = account.cloud
     cloud.inject(ME, Fault.status(status, retry_after=retry_after))
     # Backoff alone would be 0: a non-zero wait can only come from Retry-After.
