@@ -539,8 +539,9 @@ async def stream_fleet(url: str, n: int) -> int:
     ok = 0
     async with CloudClient(url, _server.api_key(), max_concurrency=CONCURRENCY) as client:
         if HAS_ITER:
-            async for _, outcome in client.iter_credentials(fleet(n)):
-                ok += isinstance(outcome, Credentials) and len(outcome.secrets) == 3
+            async with contextlib.aclosing(client.iter_credentials(fleet(n))) as stream:
+                async for _, outcome in stream:
+                    ok += isinstance(outcome, Credentials) and len(outcome.secrets) == 3
         else:  # the tree before streaming: the whole fleet as a dict, every result kept
             results = await client.gather_credentials(dict(fleet(n)))
             ok = sum(isinstance(r, Credentials) and len(r.secrets) == 3 for r in results.values())
