@@ -8,6 +8,7 @@ imports by name lives here, so no test imports ``conftest``.
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import json
 import socket
 import time
@@ -90,6 +91,11 @@ async def wait_until(condition: Callable[[], object], *, within: float = 5.0) ->
         if time.monotonic() > deadline:
             pytest.fail("condition not reached in time")
         await asyncio.sleep(0.005)
+
+
+def http_date_in(seconds: float) -> str:
+    """An HTTP date ``seconds`` from now (negative: in the past), as ``Retry-After`` takes."""
+    return email.utils.formatdate(time.time() + seconds, usegmt=True)
 
 
 def closed_port() -> int:
