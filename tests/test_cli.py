@@ -742,3 +742,22 @@ def test_timeout_help_states_the_real_defaults(capsys: pytest.CaptureFixture[str
     out = " ".join(capsys.readouterr().out.split())
     assert "5 s to connect, 15 s between reads, 30 s in all" in out
     assert "(default 3; 0: none)" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "changes", "named"),
+    [
+        (["--url", "ftp://cloud.example.com"], {}, "--url must be an absolute http(s) URL"),
+        (
+            [],
+            {"OPENHANDS_CLOUD_API_URL": "ftp://cloud.example.com"},
+            "the environment variable OPENHANDS_CLOUD_API_URL must be an absolute http(s) URL",
+        ),
+        (["--url", "http://cloud.example.com"], {}, "refusing insecure http:// --url"),
+    ],
+)
+async def test_a_bad_url_names_its_flag_or_variable(
+    account: Account, args: list[str], changes: dict[str, str], named: str
+) -> None:
+    result = await cli("secrets", *args, env=sandbox_vars(account, **changes))
+    assert named in assert_one_line_error(result, 3)

@@ -30,6 +30,7 @@ from .._settings import (
     read_settings,
 )
 from .._settings import SESSION_KEY_ENV as SESSION_ENV
+from .._urls import check_base_url
 from .._workspace import CloudWorkspace
 from ._output import PROG
 
@@ -271,6 +272,10 @@ def connection(args: argparse.Namespace, *, require: Collection[Setting]) -> Con
         ),
         require=require,
         names=names,
+    )
+    # Checked here to name the flag or variable; the library checks it again.
+    check_base_url(
+        settings.url, allow_insecure_http=args.allow_insecure_http, what=settings.url_source
     )
     retry = None if args.retries is None else RetryPolicy(attempts=args.retries + 1)
     timeout = None if args.timeout is None else attempt_timeouts(args.timeout)
