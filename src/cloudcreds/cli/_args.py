@@ -167,14 +167,15 @@ def add_connection(parser: argparse.ArgumentParser, *, sandbox: bool) -> None:
 
 
 def add_subparser(
-    sub: Any, name: str, summary: str, description: str, example: str
+    sub: Any, name: str, summary: str, description: str, example: str, notes: str = ""
 ) -> argparse.ArgumentParser:
-    """A subcommand's parser, with its description, example and ``-v``."""
+    """A subcommand's parser, with its description, example, ``notes`` and ``-v``."""
     parser: argparse.ArgumentParser = sub.add_parser(
         name,
         help=summary,
         description=textwrap.fill(description, HELP_WIDTH),
-        epilog=f"example:\n{example}\n\nexit codes: see `{PROG} --help`.",
+        epilog=(notes and notes + "\n\n")
+        + f"example:\n{example}\n\nexit codes: see `{PROG} --help`.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_verbose(parser, "sub_verbose")
