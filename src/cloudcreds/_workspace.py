@@ -50,6 +50,18 @@ _REF_KIND: Final = EnvHeaderLookupSecret.model_fields["kind"].default
 _REF_FIELDS_SET: Final = frozenset({"description", "url", "env_headers"})  # as a user builds one
 
 
+class _Environ:
+    """The ``environ`` a workspace reads: its ``repr`` shows no value (it may hold keys)."""
+
+    __slots__ = ("mapping",)
+
+    def __init__(self, mapping: Mapping[str, str]) -> None:
+        self.mapping = mapping
+
+    def __repr__(self) -> str:
+        return f"<environ: {len(self.mapping)} variables>"
+
+
 def _reference(
     url: str, description: str | None, env_headers: dict[str, str]
 ) -> EnvHeaderLookupSecret:
@@ -264,7 +276,7 @@ class CloudWorkspace(AsyncResource):
             else key_argument(session_api_key, "session_api_key", header=_SESSION_HEADER)
         )
         self._session_key_env = session_key_env
-        self._environ = environ
+        self._environ = None if environ is None else _Environ(environ)
         self._me_url = base + _ME_PATH
         self._secrets_url = f"{base}/api/v1/sandboxes/{quote(sandbox_id, safe='')}/settings/secrets"
 
@@ -325,7 +337,7 @@ class CloudWorkspace(AsyncResource):
     def _session_key_value(self) -> str:
         if self._session_key is not None:
             return self._session_key.get_secret_value()
-        environ = os.environ if self._environ is None else self._environ
+        environ = os.environ if self._environ is None else self._environ.mapping
         value = environ.get(self._session_key_env)
         if not value:
             raise ConfigurationError(
