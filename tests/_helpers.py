@@ -71,6 +71,16 @@ def assert_no_canary(text: str) -> None:
     assert not found, f"canary value(s) #{found} leaked"
 
 
+def error_text(error: BaseException) -> str:
+    """Everything an error shows: message, repr and its chain's messages."""
+    parts = []
+    seen: BaseException | None = error
+    while seen is not None:
+        parts += [str(seen), repr(seen)]
+        seen = seen.__cause__ or seen.__context__
+    return "\n".join(parts)
+
+
 async def wait_until(condition: Callable[[], object], *, within: float = 5.0) -> None:
     """Poll ``condition`` every few milliseconds; fail if it stays false for ``within`` s.
 

@@ -35,6 +35,7 @@ from _helpers import (
     FAST_RETRY,
     Account,
     assert_no_canary,
+    error_text,
 )
 
 ME = "/api/v1/users/me"
@@ -57,16 +58,6 @@ def check_header(request: RecordedRequest, name: str, expected: str) -> None:
         pytest.fail(f"{request!r} did not send {name}")
     if not request.header_equals(name, expected):
         pytest.fail(f"{request!r} sent {name} with another value")
-
-
-def error_text(error: BaseException) -> str:
-    """Everything an error shows: message, repr and its chain's messages."""
-    parts = []
-    seen: BaseException | None = error
-    while seen is not None:
-        parts += [str(seen), repr(seen)]
-        seen = seen.__cause__ or seen.__context__
-    return "\n".join(parts)
 
 
 # --------------------------------------------------------------------------- get_llm

@@ -158,8 +158,11 @@ class CloudClient(AsyncResource):
         """The retry budget this client's requests share, or ``None``."""
         return self._http.retry_budget
 
-    def __repr__(self) -> str:
-        return f"CloudClient(cloud_api_url={self._base!r}, max_concurrency={self._max_concurrency})"
+    def __repr__(self) -> str:  # getattr: a half-built client (constructor raised) too
+        return (
+            f"CloudClient(cloud_api_url={getattr(self, '_base', None)!r}, "
+            f"max_concurrency={getattr(self, '_max_concurrency', None)})"
+        )
 
     def workspace(
         self,

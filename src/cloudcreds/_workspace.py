@@ -316,10 +316,11 @@ class CloudWorkspace(AsyncResource):
         """The environment variable secret references read the session key from."""
         return self._session_key_env
 
-    def __repr__(self) -> str:
+    def __repr__(self) -> str:  # getattr: a half-built workspace (constructor raised) too
         return (
-            f"CloudWorkspace(cloud_api_url={self._base!r}, sandbox_id={self._sandbox_id!r}, "
-            f"session_key_env={self._session_key_env!r})"
+            f"CloudWorkspace(cloud_api_url={getattr(self, '_base', None)!r}, "
+            f"sandbox_id={getattr(self, '_sandbox_id', None)!r}, "
+            f"session_key_env={getattr(self, '_session_key_env', None)!r})"
         )
 
     # -- lifecycle -----------------------------------------------------------------
@@ -350,7 +351,7 @@ class CloudWorkspace(AsyncResource):
 
     async def _fetch_user(self) -> UserInfo:
         self.check_open()
-        headers = MaskedHeaders(
+        headers = MaskedHeaders(  # its repr masks the keys, for reporters that show locals
             {
                 "Authorization": "Bearer " + self._api_key.get_secret_value(),
                 _SESSION_HEADER: self._session_key_value(),

@@ -184,5 +184,8 @@ class ResolveContext:
     ) -> None:
         await self.aclose()
 
-    def __repr__(self) -> str:
-        return f"ResolveContext(trusted_origins={self.trusted_origins!r}, retry={self.retry!r})"
+    def __repr__(self) -> str:  # getattr: a half-built context (constructor raised) too
+        return (
+            f"ResolveContext(trusted_origins={getattr(self, 'trusted_origins', None)!r}, "
+            f"retry={getattr(self, 'retry', None)!r})"
+        )
