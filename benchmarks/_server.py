@@ -2,8 +2,8 @@
 
 Run by ``benchmarks/run.py`` as ``python benchmarks/_server.py --sandboxes N``. It seeds
 one user with ``N`` running sandboxes and ``--secrets`` secrets, starts listening on
-127.0.0.1, prints one JSON line ``{"url": ...}`` on stdout, then reads commands from
-stdin, one per line, and answers each with one line ``ok`` (or ``error ...``):
+127.0.0.1, then speaks the line protocol of ``_harness.py`` (a JSON line with its URL,
+then one answer ``ok``/``error ...`` per command on stdin). Its commands:
 
 * ``latency SECONDS``: delay every answer (``FakeCloud.set_latency``); 0 removes it.
 * ``reset``: forget the recorded requests (keeps the server's memory flat across rounds).
@@ -19,11 +19,10 @@ without any of it being printed.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import json
-import sys
 from typing import Any
+
+import _harness as harness
 
 API_KEY = "bench-api-key"
 SECRET_NAMES = ("GITHUB_TOKEN", "OPENAI_API_KEY", "SLACK_WEBHOOK", "NPM_TOKEN", "PYPI_TOKEN")
@@ -83,36 +82,23 @@ async def _serve(args: argparse.Namespace) -> None:
     # Imported here: the benchmark client imports this module for the seed helpers only.
     from cloudcreds.testing import FakeCloud
 
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     async with FakeCloud(port=args.port, seed=seed(args.sandboxes, args.secrets)) as cloud:
         if args.latency:
             cloud.set_latency(args.latency)
-        print(json.dumps({"url": cloud.url}), flush=True)
-        while True:
-            line = (await reader.readline()).decode().strip()
-            if not line or line == "quit":  # EOF: the parent is gone
-                return
-            command, _, arg = line.partition(" ")
-            try:
-                if command == "latency":
-                    cloud.set_latency(float(arg))
-                    answer = "ok"
-                elif command == "reset":
-                    cloud.reset_stats()
-                    answer = "ok"
-                elif command == "stats":
-                    stats = {
-                        "requests": len(cloud.requests),
-                        "peak_in_flight": cloud.peak_in_flight,
-                    }
-                    answer = "ok " + json.dumps(stats)
-                else:
-                    answer = f"error unknown command {command!r}"
-            except ValueError as exc:
-                answer = f"error {exc}"
-            print(answer, flush=True)
+
+        def handle(command: str, arg: str) -> str:
+            if command == "latency":
+                cloud.set_latency(float(arg))
+                return ""
+            if command == "reset":
+                cloud.reset_stats()
+                return ""
+            if command == "stats":
+                stats = {"requests": cloud.request_count, "peak_in_flight": cloud.peak_in_flight}
+                return json.dumps(stats)
+            raise ValueError(f"unknown command {command!r}")
+
+        await harness.serve_commands(cloud.url, handle)
 
 
 def main() -> None:
@@ -124,8 +110,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--max-seconds", type=float, default=1800.0)
     args = parser.parse_args()
-    with contextlib.suppress(TimeoutError, KeyboardInterrupt):
-        asyncio.run(asyncio.wait_for(_serve(args), args.max_seconds))
+    harness.run_server(_serve(args), args.max_seconds)
 
 
 if __name__ == "__main__":

@@ -23,19 +23,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ctypes
-import ctypes.util
 import gc
+import inspect
 import json
 import os
-import platform
 import re
-import resource
-import select
 import statistics
 import subprocess
 import sys
-import time
 import tracemalloc
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -46,9 +41,11 @@ import aiohttp
 
 from cloudcreds import (
     CloudClient,
+    CloudConnectionError,
     CloudWorkspace,
     Credentials,
     EnvHeaderLookupSecret,
+    RetryPolicy,
     SecretResolver,
     SecretSource,
 )
@@ -56,9 +53,20 @@ from cloudcreds import (
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
-import _server  # noqa: E402 - a sibling module, importable once HERE is on the path
+import _server  # noqa: E402 - sibling modules, importable once HERE is on the path
+from _harness import (  # noqa: E402
+    Server,
+    environment,
+    free_port,
+    max_rss_bytes,
+    measure,
+    ratios,
+    reset_peak_rss,
+    running_server,
+    summary,
+)
 
-BENCHMARKS = ("overhead", "concurrency", "resolver", "scale", "import")
+BENCHMARKS = ("overhead", "concurrency", "resolver", "scale", "stream", "outage", "import")
 RESULTS_DIR = HERE / "results"
 README = ROOT / "README.md"
 START_MARK = "<!-- bench:start -->"
@@ -66,11 +74,11 @@ END_MARK = "<!-- bench:end -->"
 
 CONCURRENCY = 64  # CloudClient's default max_concurrency; the baselines use the same
 OVERHEAD_GOAL = 1.15
+STREAM_RSS_GOAL = 1.2  # peak RSS streaming 10x more sandboxes, at most this many times
+OUTAGE_ROUNDS_MAX = 3  # without a budget one outage round takes ~45 s at 2,000 sandboxes
 CONCURRENCY_GOAL = 1.10
 SEQUENTIAL_EXPECTED = 2.0
 LATENCY = 0.05
-SERVER_START_TIMEOUT = 60.0
-COMMAND_TIMEOUT = 30.0
 CHILD_TIMEOUT = 300.0
 
 ME_PATH = "/api/v1/users/me?expose_secrets=true"
@@ -78,126 +86,10 @@ SESSION_HEADER = "X-Session-API-Key"
 JSON_ACCEPT = "application/json"
 
 
-# --------------------------------------------------------------------------- statistics
-
-
-def summary(samples: Sequence[float], digits: int = 6) -> dict[str, Any]:
-    """Median, min, max and the samples themselves, rounded for stable JSON."""
-    return {
-        "median": round(statistics.median(samples), digits),
-        "min": round(min(samples), digits),
-        "max": round(max(samples), digits),
-        "samples": [round(s, digits) for s in samples],
-    }
-
-
-def ratios(numerators: Sequence[float], denominators: Sequence[float]) -> dict[str, Any]:
-    """Round-by-round ratios (paired samples), summarized."""
-    return summary([a / b for a, b in zip(numerators, denominators, strict=True)], 4)
-
-
-def environment() -> dict[str, Any]:
-    """What the numbers were measured on."""
-    versions = {}
-    for name in ("cloudcreds", "aiohttp", "pydantic", "pydantic_core", "anyio", "tenacity"):
-        with contextlib.suppress(Exception):
-            from importlib.metadata import version
-
-            versions[name] = version(name)
-    return {
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "machine": platform.machine(),
-        "system": platform.system(),
-        "cpus": os.cpu_count(),
-        "versions": versions,
-    }
-
-
-# --------------------------------------------------------------------------- the server
-
-
-class Server:
-    """The FakeCloud process: started with a seed, driven over its stdin."""
-
-    def __init__(self, sandboxes: int, secrets: int = 3) -> None:
-        self._proc = subprocess.Popen(
-            [
-                sys.executable,
-                str(HERE / "_server.py"),
-                "--sandboxes",
-                str(sandboxes),
-                "--secrets",
-                str(secrets),
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            bufsize=1,
-        )
-        line = self._readline(SERVER_START_TIMEOUT)
-        self.url: str = json.loads(line)["url"]
-
-    def _readline(self, timeout: float) -> str:
-        stdout = self._proc.stdout
-        assert stdout is not None
-        ready, _, _ = select.select([stdout], [], [], timeout)
-        if not ready:
-            self.stop()
-            raise RuntimeError(f"the benchmark server did not answer within {timeout:g}s")
-        line = stdout.readline()
-        if not line:
-            raise RuntimeError(f"the benchmark server exited (code {self._proc.poll()})")
-        return line.strip()
-
-    def command(self, line: str) -> str:
-        """Send one command line; return the answer after ``ok``."""
-        stdin = self._proc.stdin
-        assert stdin is not None
-        stdin.write(line + "\n")
-        stdin.flush()
-        answer = self._readline(COMMAND_TIMEOUT)
-        if not answer.startswith("ok"):
-            raise RuntimeError(f"server command {line!r} failed: {answer}")
-        return answer[2:].strip()
-
-    def stop(self) -> None:
-        """Ask the server to quit; kill it if it does not within a few seconds."""
-        proc = self._proc
-        if proc.poll() is None:
-            with contextlib.suppress(OSError, ValueError):
-                assert proc.stdin is not None
-                proc.stdin.write("quit\n")
-                proc.stdin.close()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
-        if proc.stdout is not None:
-            proc.stdout.close()
-
-
-@contextlib.contextmanager
-def running_server(sandboxes: int) -> Iterator[Server]:
-    """A started :class:`Server`, stopped on exit."""
-    server = Server(sandboxes)
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-# --------------------------------------------------------------------------- measuring
-
-
-async def measure(run: Callable[[], Awaitable[Any]]) -> tuple[float, float, Any]:
-    """CPU seconds and wall seconds of one awaited run (garbage collected first)."""
-    gc.collect()
-    cpu0, wall0 = time.process_time(), time.perf_counter()
-    result = await run()
-    wall1, cpu1 = time.perf_counter(), time.process_time()
-    return cpu1 - cpu0, wall1 - wall0, result
+def start_server(sandboxes: int, secrets: int = 3) -> contextlib.AbstractContextManager[Server]:
+    """The FakeCloud process of ``_server.py`` seeded with ``sandboxes``, stopped on exit."""
+    script = str(HERE / "_server.py")
+    return running_server([script, "--sandboxes", str(sandboxes), "--secrets", str(secrets)])
 
 
 def secrets_url(base: str, sandbox_id: str) -> str:
@@ -501,28 +393,6 @@ async def bench_resolver(server: Server, n: int, hits: int, rounds: int) -> dict
 # --------------------------------------------------------------------------- 4. scale
 
 
-def max_rss_bytes() -> int:
-    """Peak resident set size of this process so far (ru_maxrss is KiB on Linux)."""
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss if sys.platform == "darwin" else rss * 1024
-
-
-def reset_peak_rss() -> bool:
-    """Restart the peak RSS from the current RSS (Linux), so imports' peak is not counted.
-
-    Free heap memory is handed back to the system first (glibc's ``malloc_trim``), or
-    the next allocations would reuse it without the RSS showing them.
-    """
-    gc.collect()
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
-    try:
-        Path("/proc/self/clear_refs").write_text("5", encoding="ascii")
-    except OSError:
-        return False
-    return True
-
-
 async def child_scale(url: str, n: int) -> dict[str, Any]:
     """In a fresh process: peak RSS growth and wall time of one gather_credentials."""
     sandboxes = _server.sandboxes(n)
@@ -657,7 +527,156 @@ def bench_scale(server: Server, sizes: Sequence[int], rounds: int) -> dict[str, 
     }
 
 
-# --------------------------------------------------------------------------- 5. import time
+# --------------------------------------------------------------------------- 5. stream
+
+#: Whether this tree has CloudClient.iter_credentials (issue 11); before it, the stream
+#: benchmark measures gather_credentials over the same lazily generated fleet.
+HAS_ITER = hasattr(CloudClient, "iter_credentials")
+
+
+def fleet(n: int) -> Iterator[tuple[str, str]]:
+    """``(sandbox_id, session_key)`` of ``n`` sandboxes, generated one at a time."""
+    return ((_server.sandbox_id(i), _server.session_key(i)) for i in range(n))
+
+
+async def stream_fleet(url: str, n: int) -> int:
+    """Fetch the credentials of ``n`` sandboxes, keep none of them; return how many ok."""
+    ok = 0
+    async with CloudClient(url, _server.api_key(), max_concurrency=CONCURRENCY) as client:
+        if HAS_ITER:
+            async for _, outcome in client.iter_credentials(fleet(n)):
+                ok += isinstance(outcome, Credentials) and len(outcome.secrets) == 3
+        else:  # the tree before streaming: the whole fleet as a dict, every result kept
+            results = await client.gather_credentials(dict(fleet(n)))
+            ok = sum(isinstance(r, Credentials) and len(r.secrets) == 3 for r in results.values())
+    return ok
+
+
+async def child_stream(url: str, n: int) -> dict[str, Any]:
+    """In a fresh process: peak RSS and wall time of streaming ``n`` sandboxes."""
+    if await stream_fleet(url, 1) != 1:  # first-use costs (imports, caches)
+        raise RuntimeError("the stream warm-up failed")
+    reset = reset_peak_rss()
+    base = max_rss_bytes()
+    cpu, wall, ok = await measure(lambda: stream_fleet(url, n))
+    peak = max_rss_bytes()
+    if ok != n:
+        raise RuntimeError(f"stream: {ok}/{n} sandboxes succeeded")
+    return {"rss_base": base, "rss_peak": peak, "peak_reset": reset, "wall": wall, "cpu": cpu}
+
+
+def bench_stream(sizes: Sequence[int], rounds: int) -> dict[str, Any]:
+    """Peak RSS and wall of streaming two fleet sizes, each in a fresh process."""
+    peak: dict[int, list[float]] = {n: [] for n in sizes}
+    growth: dict[int, list[float]] = {n: [] for n in sizes}
+    wall: dict[int, list[float]] = {n: [] for n in sizes}
+    peak_reset = True
+    with start_server(max(sizes)) as server:
+        for _ in range(rounds):
+            for n in sizes:
+                server.command("reset")
+                child = run_child("stream", server.url, n)
+                peak[n].append(child["rss_peak"] / 2**20)
+                growth[n].append((child["rss_peak"] - child["rss_base"]) / 2**20)
+                wall[n].append(child["wall"])
+                peak_reset = peak_reset and child["peak_reset"]
+    small, large = min(sizes), max(sizes)
+    return {
+        "benchmark": "stream",
+        "description": "peak RSS (ru_maxrss, reset after imports and a warm-up) and wall time "
+        + (
+            "of CloudClient.iter_credentials over a lazily generated fleet, results "
+            "dropped as they come"
+            if HAS_ITER
+            else "of CloudClient.gather_credentials over the same fleet (this tree has no "
+            "iter_credentials: every result is kept)"
+        )
+        + "; each size in a fresh process",
+        "params": {
+            "sizes": list(sizes),
+            "api": "iter_credentials" if HAS_ITER else "gather_credentials",
+            "max_concurrency": CONCURRENCY,
+            "rounds": rounds,
+            "peak_rss_reset": peak_reset,
+        },
+        "by_size": {
+            str(n): {
+                "rss_peak_mib": summary(peak[n], 2),
+                "rss_growth_mib": summary(growth[n], 2),
+                "wall_seconds": summary(wall[n], 4),
+            }
+            for n in sizes
+        },
+        "rss_ratio": ratios(peak[large], peak[small]),
+        "goal": {"rss_ratio_max": STREAM_RSS_GOAL},
+    }
+
+
+# --------------------------------------------------------------------------- 6. outage
+
+
+#: Whether this tree has the retry budget (issue 11); before it, only "no budget" runs.
+HAS_BUDGET = "retry_budget" in inspect.signature(CloudClient).parameters
+#: Whether RetryPolicy takes the on_retry hook (issue 8): the retries are counted then.
+HAS_RETRY_HOOK = "on_retry" in inspect.signature(RetryPolicy).parameters
+
+
+async def gather_outage(url: str, n: int, *, budget: bool) -> tuple[int, int]:
+    """Fetch ``n`` sandboxes from a closed port; return (connection errors, retries)."""
+    retries = 0
+
+    def count(event: Any) -> None:
+        nonlocal retries
+        retries += not getattr(event, "budget_exhausted", False)
+
+    options: dict[str, Any] = {"max_concurrency": CONCURRENCY}
+    if HAS_RETRY_HOOK:
+        options["retry"] = RetryPolicy(on_retry=count)
+    if HAS_BUDGET and not budget:
+        options["retry_budget"] = None
+    async with CloudClient(url, _server.api_key(), **options) as client:
+        results = await client.gather_credentials(dict(fleet(n)))
+    refused = sum(isinstance(r, CloudConnectionError) for r in results.values())
+    return refused, retries
+
+
+async def bench_outage(n: int, rounds: int) -> dict[str, Any]:
+    """Wall time of a fan-out against a closed port, with the default budget and without."""
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    contenders = ("default_budget", "no_budget") if HAS_BUDGET else ("no_budget",)
+    wall: dict[str, list[float]] = {name: [] for name in contenders}
+    retries: dict[str, list[int]] = {name: [] for name in contenders}
+    for _ in range(rounds):
+        for name in contenders:
+            _, w, (refused, spent) = await measure(
+                lambda name=name: gather_outage(url, n, budget=name == "default_budget")
+            )
+            if refused != n:
+                raise RuntimeError(f"outage: {refused}/{n} entries are CloudConnectionError")
+            wall[name].append(w)
+            retries[name].append(spent)
+    out: dict[str, Any] = {
+        "benchmark": "outage",
+        "description": f"CloudClient.gather_credentials of {n:,} sandboxes against a closed "
+        "port on 127.0.0.1 (the cloud is down), default retry policy; every entry must be a "
+        "CloudConnectionError"
+        + ("" if HAS_BUDGET else " (this tree has no retry budget: only 'no_budget' runs)"),
+        "params": {
+            "sandboxes": n,
+            "max_concurrency": CONCURRENCY,
+            "rounds": rounds,
+            "budget": HAS_BUDGET,
+            "retries_counted": HAS_RETRY_HOOK,
+        },
+        "wall_seconds": {name: summary(v, 3) for name, v in wall.items()},
+        "retries": {name: summary(v, 0) for name, v in retries.items()} if HAS_RETRY_HOOK else {},
+    }
+    if HAS_BUDGET:
+        out["speedup"] = ratios(wall["no_budget"], wall["default_budget"])
+    return out
+
+
+# --------------------------------------------------------------------------- 7. import time
 
 IMPORTS = {
     "cloudcreds": "import cloudcreds",
@@ -835,6 +854,50 @@ def render_table(results: Mapping[str, Mapping[str, Any]]) -> str:
                 "",
             )
         )
+    if "stream" in results:
+        r = results["stream"]
+        api = r["params"]["api"]
+        sizes = sorted(int(n) for n in r["by_size"])
+        for n in sizes:
+            s = r["by_size"][str(n)]
+            rows.append(
+                (
+                    f"{api}, {n:,} sandboxes from a generator, fresh process",
+                    "peak RSS (MiB) / wall (s)",
+                    f"{_spread(s['rss_peak_mib'], '.1f')} / {_spread(s['wall_seconds'], '.2f')}",
+                    f"RSS growth during the run {_spread(s['rss_growth_mib'], '.1f')} MiB",
+                    _spread(r["rss_ratio"], ".2f") + f" ({sizes[-1]:,} vs {sizes[0]:,})"
+                    if n == sizes[-1]
+                    else "",
+                    _verdict(r["rss_ratio"]["median"], at_most=r["goal"]["rss_ratio_max"])
+                    if n == sizes[-1]
+                    else "",
+                )
+            )
+    if "outage" in results:
+        r = results["outage"]
+        n = r["params"]["sandboxes"]
+        wall = r["wall_seconds"]
+        spent = r.get("retries", {})
+
+        def retried(name: str) -> str:
+            return f", {spent[name]['median']:,.0f} retries" if name in spent else ""
+
+        if "default_budget" in wall:
+            cell = _spread(wall["default_budget"], ".2f") + retried("default_budget")
+            ratio = _spread(r["speedup"], ".1f") + " faster"
+        else:
+            cell, ratio = "(no retry budget in this tree)", ""
+        rows.append(
+            (
+                f"gather_credentials, {n:,} sandboxes, closed port (cloud down)",
+                "wall (s), default retry budget",
+                cell,
+                _spread(wall["no_budget"], ".2f") + retried("no_budget") + " without a budget",
+                ratio,
+                "every entry a CloudConnectionError",
+            )
+        )
     if "import" in results:
         r = results["import"]
         t = r["import_seconds"]
@@ -929,7 +992,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--render", action="store_true", help="run nothing: print the table of the saved results"
     )
-    parser.add_argument("--child", choices=("scale", "retained"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--child", choices=("scale", "retained", "stream"), help=argparse.SUPPRESS
+    )
     parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.only = [name.strip() for name in args.only.split(",") if name.strip()]
@@ -967,8 +1032,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ.pop("CLOUDCREDS_TRUSTED_ORIGINS", None)  # the default trust rule applies
     if args.child:
-        child = child_scale if args.child == "scale" else child_retained
-        print(json.dumps(asyncio.run(child(args.url, args.sandboxes))))
+        child = {"scale": child_scale, "retained": child_retained, "stream": child_stream}
+        print(json.dumps(asyncio.run(child[args.child](args.url, args.sandboxes))))
         return 0
     if args.render:
         results = load_results(args.results_dir)
@@ -977,14 +1042,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
     else:
         sizes = [args.sandboxes, 10 * args.sandboxes]
-        needs_server = set(args.only) - {"import"}
+        needs_server = set(args.only) - {"import", "stream", "outage"}
         results = {}
         if needs_server:
-            with running_server(max(sizes)) as server:
+            with start_server(max(sizes)) as server:
                 results.update(asyncio.run(run_async(args, server)))
                 if "scale" in args.only:
                     print(f"scale: {sizes} sandboxes x {args.rounds} rounds...", file=sys.stderr)
                     results["scale"] = bench_scale(server, sizes, args.rounds)
+        if "stream" in args.only:
+            stream_sizes = [10 * args.sandboxes, 100 * args.sandboxes]
+            print(f"stream: {stream_sizes} sandboxes x {args.rounds} rounds...", file=sys.stderr)
+            results["stream"] = bench_stream(stream_sizes, args.rounds)
+        if "outage" in args.only:
+            n, rounds = 2 * args.sandboxes, min(args.rounds, OUTAGE_ROUNDS_MAX)
+            print(f"outage: {n} sandboxes x {rounds} rounds...", file=sys.stderr)
+            results["outage"] = asyncio.run(bench_outage(n, rounds))
         if "import" in args.only:
             print("import...", file=sys.stderr)
             results["import"] = bench_import(3 if args.quick else 2 * args.rounds)

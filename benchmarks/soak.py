@@ -28,17 +28,17 @@ import argparse
 import asyncio
 import json
 import logging
-import os
-import platform
 import random
-import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _harness as harness
 
 API_KEY = "soak-api-key"
 LLM_MODEL = "anthropic/claude-sonnet-4-5"
@@ -46,8 +46,6 @@ LLM_KEY = "sk-soak-not-a-real-key"
 SECRETS = {"GITHUB_TOKEN": "ghp-soak-value", "NPM_TOKEN": "npm-soak-value"}
 FAULT_MIX = {"503": 0.35, "429": 0.25, "drop": 0.2, "truncate": 0.2}
 RESULTS = Path(__file__).resolve().parent / "results" / "soak.json"
-SERVER_START_TIMEOUT = 30.0
-COMMAND_TIMEOUT = 30.0
 
 
 def sandbox_id(index: int) -> str:
@@ -91,7 +89,7 @@ def fault_plan(length: int, rate: float, rng: random.Random) -> list[str]:
 
 
 async def serve(args: argparse.Namespace) -> None:
-    """Run FakeCloud with the fault plan; answer ``stats`` and ``quit`` on stdin."""
+    """Run FakeCloud with the fault plan; answer ``stats`` (see ``_harness.py``)."""
     from cloudcreds.testing import FakeCloud, Fault
 
     faults = {
@@ -102,22 +100,19 @@ async def serve(args: argparse.Namespace) -> None:
         "truncate": Fault.truncate(),
     }
     plan = fault_plan(args.plan_length, args.fault_rate, random.Random(args.seed))
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     async with FakeCloud(seed=seed(args.sandboxes)) as cloud:
         for start in range(0, len(plan), 10_000):
             cloud.inject("*", *(faults[kind] for kind in plan[start : start + 10_000]))
-        print(json.dumps({"url": cloud.url}), flush=True)
         served = 0
         applied: Counter[str] = Counter()
-        while True:
-            line = (await reader.readline()).decode().strip()
-            if line != "stats":  # "quit", or EOF: the parent is gone
-                return
+
+        def handle(command: str, arg: str) -> str:
+            nonlocal served
+            if command != "stats":
+                raise ValueError(f"unknown command {command!r}")
             # Every GET consumes the next entry of the plan, so the first `served`
             # entries are exactly the answers given so far.
-            count = len(cloud.requests)
+            count = cloud.request_count
             applied.update(plan[served : min(served + count, len(plan))])
             served += count
             cloud.reset_stats()  # keeps the server's memory flat across rounds
@@ -126,99 +121,32 @@ async def serve(args: argparse.Namespace) -> None:
                 "plan_left": max(0, len(plan) - served),
                 "applied": dict(applied),
             }
-            print(json.dumps(stats), flush=True)
+            return json.dumps(stats)
+
+        await harness.serve_commands(cloud.url, handle)
 
 
-class Server:
-    """The FakeCloud process, driven over its stdin and stdout."""
-
-    def __init__(self, sandboxes: int, fault_rate: float, seed_value: int, plan: int) -> None:
-        cmd = [
-            sys.executable,
+def start_server(
+    sandboxes: int, rate: float, seed_value: int, plan: int
+) -> AbstractContextManager[harness.Server]:
+    """This script's ``--serve`` side in its own process, stopped on exit."""
+    return harness.running_server(
+        [
             str(Path(__file__).resolve()),
             "--serve",
             "--sandboxes",
             str(sandboxes),
             "--fault-rate",
-            str(fault_rate),
+            str(rate),
             "--seed",
             str(seed_value),
             "--plan-length",
             str(plan),
         ]
-        self.proc = subprocess.Popen(
-            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1
-        )
-        self.url = json.loads(self._readline(SERVER_START_TIMEOUT))["url"]
-
-    def _readline(self, timeout: float) -> str:
-        stdout = self.proc.stdout
-        assert stdout is not None
-        deadline = time.monotonic() + timeout
-        line = _readline_before(stdout, deadline)
-        if not line:
-            raise RuntimeError(f"the FakeCloud process ended (exit code {self.proc.poll()})")
-        return line
-
-    def stats(self) -> dict[str, Any]:
-        """Requests served so far and the faults applied, by kind."""
-        stdin = self.proc.stdin
-        assert stdin is not None
-        stdin.write("stats\n")
-        stdin.flush()
-        result: dict[str, Any] = json.loads(self._readline(COMMAND_TIMEOUT))
-        return result
-
-    def stop(self) -> None:
-        """Ask the process to quit; kill it if it does not."""
-        if self.proc.stdin is not None and not self.proc.stdin.closed:
-            self.proc.stdin.write("quit\n")
-            self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-
-
-def _readline_before(stream: IO[str], deadline: float) -> str:
-    import selectors
-
-    with selectors.DefaultSelector() as selector:
-        selector.register(stream, selectors.EVENT_READ)
-        remaining = deadline - time.monotonic()
-        if remaining <= 0 or not selector.select(remaining):
-            raise TimeoutError("the FakeCloud process did not answer in time")
-    return stream.readline()
-
-
-@contextmanager
-def running_server(sandboxes: int, rate: float, seed_value: int, plan: int) -> Iterator[Server]:
-    """Start the FakeCloud process; always stop it."""
-    server = Server(sandboxes, rate, seed_value, plan)
-    try:
-        yield server
-    finally:
-        server.stop()
+    )
 
 
 # --------------------------------------------------------------------------- measurements
-
-
-def open_fds() -> int:
-    """Open file descriptors of this process."""
-    return len(os.listdir("/proc/self/fd"))
-
-
-def rss_bytes() -> int:
-    """Current resident set size of this process."""
-    with open("/proc/self/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 class RetryCounter(logging.Handler):
@@ -236,7 +164,7 @@ class RetryCounter(logging.Handler):
 # --------------------------------------------------------------------------- the soak
 
 
-async def soak(args: argparse.Namespace, server: Server) -> dict[str, Any]:
+async def soak(args: argparse.Namespace, server: harness.Server) -> dict[str, Any]:
     """Run the rounds against ``server`` and return the measurements."""
     from pydantic import SecretStr
 
@@ -262,7 +190,7 @@ async def soak(args: argparse.Namespace, server: Server) -> dict[str, Any]:
     library_logger.setLevel(logging.INFO)
     library_logger.propagate = False
 
-    fds_before = open_fds()
+    fds_before = harness.open_fds()
     rss_samples: list[dict[str, int]] = []
     fetches = ok_fetches = lookups = ok_lookups = 0
     errors: Counter[str] = Counter()
@@ -308,8 +236,8 @@ async def soak(args: argparse.Namespace, server: Server) -> dict[str, Any]:
                         errors[type(value).__name__] += 1
                 resolver.invalidate()
                 round_no += 1
-                peak_fds = max(peak_fds, open_fds())
-                rss_samples.append({"fetches": fetches, "rss_bytes": rss_bytes()})
+                peak_fds = max(peak_fds, harness.open_fds())
+                rss_samples.append({"fetches": fetches, "rss_bytes": harness.rss_bytes()})
                 if not args.quiet:
                     print(
                         f"  round {round_no:4d}: {fetches:7,d} fetches, "
@@ -322,8 +250,8 @@ async def soak(args: argparse.Namespace, server: Server) -> dict[str, Any]:
         library_logger.removeHandler(counter)
     elapsed = time.perf_counter() - started
     await asyncio.sleep(0.1)  # let closed transports release their sockets
-    fds_after = open_fds()
-    server_stats = await asyncio.to_thread(server.stats)
+    fds_after = harness.open_fds()
+    server_stats = await asyncio.to_thread(server.command_json, "stats")
     return _report(
         args,
         elapsed=elapsed,
@@ -380,11 +308,7 @@ def _report(
             "concurrency": args.concurrency,
             "seed": args.seed,
         },
-        "environment": {
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-        },
+        "environment": harness.environment(),
         "elapsed_s": round(elapsed, 2),
         "fetches": {
             "total": fetches,
@@ -480,6 +404,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--plan-length", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--max-seconds", type=float, default=7200.0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.fetches is None:
         args.fetches = 2_000 if args.quick else 100_000
@@ -492,12 +417,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the soak (or, with ``--serve``, the server side of it)."""
     args = parse_args(argv)
     if args.serve:
-        asyncio.run(serve(args))
+        harness.run_server(serve(args), args.max_seconds)
         return 0
     rounds = -(-args.fetches // args.sandboxes)
     requests = 2 * args.fetches + rounds * args.lookups
     plan = int(requests * 2) + 10_000  # room for retries and aiohttp's own resends
-    with running_server(args.sandboxes, args.fault_rate, args.seed, plan) as server:
+    with start_server(args.sandboxes, args.fault_rate, args.seed, plan) as server:
         result = asyncio.run(soak(args, server))
     print(render(result))
     if args.output is not None:

@@ -1,62 +1,31 @@
-"""Shared fixtures: a clean environment, a seeded FakeCloud, canary values, fast retries."""
+"""Shared fixtures: a clean environment, a seeded FakeCloud, debug logs.
+
+Names tests import (canaries, ``Account``, ``wait_until``...) live in ``_helpers.py``.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import re
-import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 
 import pytest
 
-from cloudcreds import CloudWorkspace, RetryPolicy
-from cloudcreds.testing import FakeCloud, FakeSandbox, FakeUser
+from cloudcreds.testing import FakeCloud
 
-# Every environment variable the library reads: tests start without them.
-LIBRARY_ENV = (
-    "OPENHANDS_CLOUD_API_URL",
-    "OPENHANDS_API_KEY",
-    "SANDBOX_ID",
-    "SESSION_API_KEY",
-    "CLOUDCREDS_TRUSTED_ORIGINS",
-    "CLOUDCREDS_ALLOWED_ENV",
+from _helpers import (
+    CANARY_API_KEY,
+    CANARY_LLM_KEY,
+    CANARY_SECRET,
+    CANARY_SESSION_KEY,
+    LIBRARY_ENV,
+    Account,
 )
-
-# Canary values: distinct, recognisable, and never allowed to appear in any output.
-CANARY_API_KEY = "canary-api-key-7f3a9c"
-CANARY_SESSION_KEY = "canary-session-key-b81d2e"
-CANARY_LLM_KEY = "sk-canary-llm-key-4c6e0a"
-CANARY_SECRET = "ghp_canary_secret_value_93kd7"
-CANARIES = (CANARY_API_KEY, CANARY_SESSION_KEY, CANARY_LLM_KEY, CANARY_SECRET)
-
-#: Retries without sleeping, so retry tests are fast and deterministic.
-FAST_RETRY = RetryPolicy(attempts=4, initial_backoff=0, max_backoff=0, max_retry_after=0.05)
 
 
 @pytest.fixture(autouse=True)
 def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in LIBRARY_ENV:
         monkeypatch.delenv(name, raising=False)
-
-
-@dataclass
-class Account:
-    """A seeded FakeCloud account whose keys are the canary values."""
-
-    cloud: FakeCloud
-    user: FakeUser
-    sandbox: FakeSandbox
-
-    @property
-    def url(self) -> str:
-        return self.cloud.url
-
-    def workspace(self, **kwargs: object) -> CloudWorkspace:
-        kwargs.setdefault("session_api_key", CANARY_SESSION_KEY)
-        kwargs.setdefault("retry", FAST_RETRY)
-        return CloudWorkspace(self.cloud.url, CANARY_API_KEY, self.sandbox.id, **kwargs)  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -90,33 +59,3 @@ def debug_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     """Capture the library's logger at DEBUG."""
     caplog.set_level(logging.DEBUG, logger="cloudcreds")
     return caplog
-
-
-def assert_no_canary(text: str) -> None:
-    """Fail (without printing the canary) if any canary value appears in ``text``."""
-    __tracebackhide__ = True  # pytest would show `text` in the failure report
-    found = [i for i, canary in enumerate(CANARIES) if canary in text]
-    assert not found, f"canary value(s) #{found} leaked"
-
-
-
-#: The library's INFO line announcing a retry: "retrying GET url after X in 0.25s (attempt 2 of 4)".
-RETRY_LINE = re.compile(r"retrying .* in (\d+\.\d+)s \(attempt (\d+) of (\d+)\)")
-
-
-def retry_waits(caplog: pytest.LogCaptureFixture) -> list[float]:
-    """The waits the library announced in its "retrying ... in X.XXs" lines."""
-    waits = []
-    for record in caplog.records:
-        if record.name == "cloudcreds" and (match := RETRY_LINE.search(record.getMessage())):
-            waits.append(float(match.group(1)))
-    return waits
-
-
-async def wait_until(condition: Callable[[], bool], *, within: float = 5.0) -> None:
-    """Poll ``condition`` every few milliseconds; fail if it stays false for ``within`` s."""
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail("condition not reached in time")
-        await asyncio.sleep(0.005)

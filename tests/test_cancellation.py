@@ -47,7 +47,8 @@ from cloudcreds import (
     Timeouts,
 )
 from cloudcreds.testing import Fault
-from conftest import CANARY_API_KEY, CANARY_SECRET, CANARY_SESSION_KEY, Account
+
+from _helpers import CANARY_API_KEY, CANARY_SECRET, CANARY_SESSION_KEY, Account, wait_until
 
 ME = "/api/v1/users/me"
 ALL_SECRET_VALUES = "/api/v1/sandboxes/*/settings/secrets/*"
@@ -272,13 +273,6 @@ def _park(account: Account, op: str, where: str) -> None:
         cloud.inject(_fault_path(op), *[Fault.status(503, retry_after=0.5)] * 4)
 
 
-async def _until(condition: Callable[[], object], within: float = 5.0) -> None:
-    """Wait (bounded) until ``condition()`` holds."""
-    async with asyncio.timeout(within):
-        while not condition():  # noqa: ASYNC110 - FakeCloud has no event to wait on
-            await asyncio.sleep(0.001)
-
-
 @pytest.mark.parametrize("delay", [0, 0.01, 0.04])
 @pytest.mark.parametrize("where", ["latency", "slow-body", "retry-after-sleep"])
 @pytest.mark.parametrize("op", OPS)
@@ -294,7 +288,7 @@ async def test_cancel_while_parked(
     _park(account, op, where)
     baseline = asyncio.all_tasks()
     task = asyncio.ensure_future(subject.call())
-    await _until(lambda: account.cloud.requests)  # parked from now on
+    await wait_until(lambda: account.cloud.requests)  # parked from now on
     await asyncio.sleep(delay)
     assert not task.done(), "the call finished before the cancel: nothing was tested"
     task.cancel()
@@ -319,7 +313,7 @@ async def test_a_cancelled_resolve_does_not_cancel_a_shared_fetch(
         account.cloud.reset_stats()
         quitter = asyncio.ensure_future(resolver.resolve(ref))
         stayer = asyncio.ensure_future(resolver.resolve(ref))
-        await asyncio.sleep(0.02)
+        await wait_until(lambda: account.cloud.in_flight == 1)  # both wait on the one fetch
         quitter.cancel()
         with pytest.raises(asyncio.CancelledError):
             await quitter

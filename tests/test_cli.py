@@ -16,7 +16,6 @@ import logging
 import os
 import shlex
 import signal
-import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -42,15 +41,20 @@ from cloudcreds import (
     ServerError,
     UntrustedOriginError,
 )
-from cloudcreds import _cli as cli_module
+from cloudcreds import cli as cli_module
+from cloudcreds.cli._args import USERS_ME, connection
+from cloudcreds.cli._gather import ProgressBar
+from cloudcreds.cli._main import setup_logging
 from cloudcreds.testing import FakeCloud, Fault
-from conftest import (
+
+from _helpers import (
     CANARY_API_KEY,
     CANARY_LLM_KEY,
     CANARY_SECRET,
     CANARY_SESSION_KEY,
     Account,
     assert_no_canary,
+    closed_port,
 )
 
 #: Bound on one CLI run (start-up included); generous for a loaded 2-core machine.
@@ -134,13 +138,6 @@ def assert_one_line_error(result: Result, code: int) -> str:
 def same(value: str, expected: str) -> bool:
     """Compare secret-bearing text without letting pytest print either side."""
     return value == expected
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 def env_probe(expect: Mapping[str, str | None], ok_code: int) -> str:
@@ -299,7 +296,7 @@ def test_exit_code_for_each_error_class(error: CloudCredsError, code: int) -> No
 
 def test_progress_bar_draws_on_one_line() -> None:
     stream = io.StringIO()
-    bar = cli_module._ProgressBar(stream, width=8)
+    bar = ProgressBar(stream, width=8)
     bar(0, 4)
     bar(2, 4)
     bar(4, 4)
@@ -654,7 +651,7 @@ async def test_verbose_logs_retries_and_requests(account: Account) -> None:
 def test_verbosity_sets_the_library_logger_level(count: int, level: str | None) -> None:
     logger = logging.getLogger("cloudcreds")
     saved = logger.level
-    handler = cli_module._setup_logging(count)
+    handler = setup_logging(count)
     try:
         if level is None:
             assert handler is None
@@ -781,5 +778,102 @@ def test_insecure_http_is_refused_with_a_hint_at_the_flag(
 
 def test_allow_insecure_http_flag_reaches_the_workspace() -> None:
     args = cli_module.build_parser().parse_args([*INSECURE_ARGS, "--allow-insecure-http"])
-    ws = cli_module._workspace(cli_module._settings(args))  # no request: nothing to close
+    ws = connection(args, require=USERS_ME).workspace()  # no request: nothing to close
     assert ws.cloud_api_url == "http://cloud.example.com"
+
+
+# --------------------------------------------------------------------------- settings
+
+
+async def test_secrets_and_resolve_need_no_api_key(account: Account) -> None:
+    env = sandbox_vars(account)
+    del env["OPENHANDS_API_KEY"]
+    listed = await cli("secrets", "--json", env=env)
+    assert_ok(listed)
+    assert [item["name"] for item in json.loads(listed.out)] == ["GITHUB_TOKEN", "OPENAI_KEY"]
+    resolved = await cli("resolve", "OPENAI_KEY", env=env)
+    assert resolved.code == 0, resolved.err
+    assert resolved.out == f"{OTHER_SECRET}\n"
+    assert not any("authorization" in r.header_names for r in account.cloud.requests)
+
+
+async def test_llm_without_api_key_names_flag_and_variable(account: Account) -> None:
+    env = sandbox_vars(account)
+    del env["OPENHANDS_API_KEY"]
+    line = assert_one_line_error(await cli("llm", env=env), 3)
+    assert "(--api-key or OPENHANDS_API_KEY)" in line
+
+
+@pytest.mark.parametrize(
+    ("args", "changes", "named"),
+    [
+        (["--url", ""], {}, "--url is empty"),
+        (["--url", "  "], {}, "--url is empty"),
+        ([], {"OPENHANDS_CLOUD_API_URL": " "}, "OPENHANDS_CLOUD_API_URL is empty"),
+        ([], {"OPENHANDS_API_KEY": ""}, "OPENHANDS_API_KEY is empty"),
+        (["--api-key", " "], {}, "--api-key is empty"),
+        (["--sandbox-id", ""], {}, "--sandbox-id is empty"),
+        ([], {"SESSION_API_KEY": ""}, "SESSION_API_KEY is empty"),
+    ],
+)
+async def test_an_empty_setting_is_an_error_naming_its_flag_or_variable(
+    account: Account, args: list[str], changes: dict[str, str], named: str
+) -> None:
+    line = assert_one_line_error(await cli("llm", *args, env=sandbox_vars(account, **changes)), 3)
+    assert named in line
+    assert account.cloud.requests == []  # never a silent fall back to the production cloud
+
+
+async def test_a_key_with_a_control_character_names_flag_and_real_header(
+    account: Account,
+) -> None:
+    result = await cli("llm", "--session-key", "abc\rdef", env=sandbox_vars(account))
+    line = assert_one_line_error(result, 3)
+    assert "--session-key" in line
+    assert "X-Session-API-Key" in line
+
+
+async def test_keys_from_files_and_stdin(account: Account, tmp_path: Path) -> None:
+    env = sandbox_vars(account)
+    del env["OPENHANDS_API_KEY"], env["SESSION_API_KEY"]
+    key_file = tmp_path / "session.key"
+    key_file.write_text(CANARY_SESSION_KEY + "\n")
+    result = await cli(
+        "llm",
+        "--json",
+        "--api-key-file",
+        "-",
+        "--session-key-file",
+        str(key_file),
+        env=env,
+        stdin=CANARY_API_KEY.encode() + b"\n",
+    )
+    assert_ok(result)
+    assert json.loads(result.out)["model"] == MODEL
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [(b"", "is empty"), (b"\n", "is empty"), (b"\xff\xfe", "is not UTF-8 text")],
+)
+async def test_a_bad_key_file_is_one_line_naming_the_flag(
+    account: Account, tmp_path: Path, content: bytes, expected: str
+) -> None:
+    key_file = tmp_path / "api.key"
+    key_file.write_bytes(content)
+    result = await cli("llm", "--api-key-file", str(key_file), env=sandbox_vars(account))
+    line = assert_one_line_error(result, 3)
+    assert f"--api-key-file {key_file} {expected}" in line
+
+
+async def test_a_key_flag_and_its_file_exclude_each_other(account: Account) -> None:
+    result = await cli("llm", "--api-key", "k", "--api-key-file", "-", env=sandbox_vars(account))
+    assert result.code == 2
+    assert "not allowed with argument" in result.err
+
+
+def test_timeout_help_states_the_real_defaults(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_module.main(["llm", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "5 s to connect, 15 s between reads, 30 s in all" in out
+    assert "(default 3; 0: none)" in out

@@ -25,7 +25,8 @@ from cloudcreds import (
     ServerError,
 )
 from cloudcreds.testing import FakeCloud, Fault
-from conftest import (
+
+from _helpers import (
     CANARY_API_KEY,
     CANARY_LLM_KEY,
     CANARY_SESSION_KEY,

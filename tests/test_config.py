@@ -9,9 +9,11 @@ import random
 import time
 
 import pytest
+import tenacity
 
-from cloudcreds import ConfigurationError, RetryPolicy, Timeouts
+from cloudcreds import CloudConnectionError, ConfigurationError, RetryPolicy, Timeouts
 from cloudcreds._http import parse_retry_after
+from cloudcreds._retrying import Retryable, retrying_for
 
 # --------------------------------------------------------------------------- RetryPolicy
 
@@ -119,20 +121,35 @@ def test_no_retry_is_one_attempt() -> None:
 
 
 # --------------------------------------------------------------------------- backoff
+# The waits are tenacity's pieces as retrying_for() builds them for a policy, asked
+# through tenacity's public RetryCallState. Over real HTTP: test_retries.py.
+
+
+def _wait_before_retry(
+    policy: RetryPolicy, retry_number: int, retry_after: float | None = None
+) -> float:
+    """The wait the engine picks before retry ``retry_number`` (1-based)."""
+    retrying = retrying_for(policy)
+    state = tenacity.RetryCallState(retrying, fn=None, args=(), kwargs={})
+    state.attempt_number = retry_number  # the attempt that just failed
+    failure = Retryable(CloudConnectionError("dropped"), retry_after)
+    state.set_exception((Retryable, failure, None))
+    return float(retrying.wait(state))
 
 
 def test_backoff_caps_grow_exponentially_to_max(monkeypatch: pytest.MonkeyPatch) -> None:
     # Make the jitter pick the top of its range: backoff then equals the cap.
     monkeypatch.setattr(random, "uniform", lambda low, high: high)
     policy = RetryPolicy(initial_backoff=0.25, max_backoff=4.0)
-    assert [policy.backoff(n) for n in range(1, 8)] == [0.25, 0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
-    assert policy.backoff(60) == 4.0
+    waits = [_wait_before_retry(policy, n) for n in range(1, 8)]
+    assert waits == [0.25, 0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
+    assert _wait_before_retry(policy, 60) == 4.0
 
 
 def test_backoff_jitter_reaches_zero(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(random, "uniform", lambda low, high: low)
     policy = RetryPolicy(initial_backoff=0.25, max_backoff=4.0)
-    assert [policy.backoff(n) for n in range(1, 6)] == [0.0] * 5
+    assert [_wait_before_retry(policy, n) for n in range(1, 6)] == [0.0] * 5
 
 
 @pytest.mark.parametrize("retry_number", [1, 2, 3, 5, 10])
@@ -142,7 +159,7 @@ def test_backoff_full_jitter_stays_in_range(
     policy = RetryPolicy(initial_backoff=0.25, max_backoff=1.5)
     cap = min(1.5, 0.25 * 2 ** (retry_number - 1))
     monkeypatch.setattr(random, "uniform", random.Random(retry_number).uniform)
-    samples = [policy.backoff(retry_number) for _ in range(500)]
+    samples = [_wait_before_retry(policy, retry_number) for _ in range(500)]
     assert all(0.0 <= s <= cap for s in samples)
     # Full jitter spreads over the whole range, not around the cap.
     assert min(samples) < cap * 0.1
@@ -151,9 +168,30 @@ def test_backoff_full_jitter_stays_in_range(
 
 
 def test_zero_backoff_is_zero() -> None:
-    assert RetryPolicy(initial_backoff=0, max_backoff=4).backoff(3) == 0
-    assert RetryPolicy(initial_backoff=1, max_backoff=0).backoff(3) == 0
-    assert all(RetryPolicy(initial_backoff=0).backoff(n) == 0 for n in range(1, 10))
+    assert _wait_before_retry(RetryPolicy(initial_backoff=0, max_backoff=4), 3) == 0
+    assert _wait_before_retry(RetryPolicy(initial_backoff=1, max_backoff=0), 3) == 0
+    policy = RetryPolicy(initial_backoff=0)
+    assert all(_wait_before_retry(policy, n) == 0 for n in range(1, 10))
+
+
+@pytest.mark.parametrize("retry_number", [1_100, 4_999, 10**6])
+def test_many_attempts_do_not_overflow(retry_number: int) -> None:
+    # 0.25 * 2**4999 does not fit a float: the hand-written backoff raised OverflowError.
+    policy = RetryPolicy(attempts=5000, deadline=None)
+    assert 0 <= _wait_before_retry(policy, retry_number) <= policy.max_backoff
+
+
+@pytest.mark.parametrize(("retry_after", "expected"), [(0.0, 0.0), (2.5, 2.5), (90.0, 30.0)])
+def test_retry_after_replaces_the_backoff_up_to_its_cap(
+    retry_after: float, expected: float
+) -> None:
+    policy = RetryPolicy(initial_backoff=1, max_backoff=1, max_retry_after=30)
+    assert _wait_before_retry(policy, 1, retry_after) == expected
+
+
+def test_the_pieces_are_built_once_per_policy() -> None:
+    assert retrying_for(RetryPolicy(attempts=3)) is retrying_for(RetryPolicy(attempts=3))
+    assert retrying_for(RetryPolicy(attempts=3)) is not retrying_for(RetryPolicy(attempts=2))
 
 
 # --------------------------------------------------------------------------- Timeouts

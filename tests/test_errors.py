@@ -20,6 +20,7 @@ from cloudcreds import (
     ResponseValidationError,
     SecretResolutionError,
     ServerError,
+    TooManyRedirectsError,
     UntrustedOriginError,
 )
 from cloudcreds._errors import status_error
@@ -36,6 +37,7 @@ TREE: list[tuple[type[Exception], type[Exception]]] = [
     (NotFoundError, APIStatusError),
     (RateLimitError, APIStatusError),
     (ServerError, APIStatusError),
+    (TooManyRedirectsError, APIStatusError),
     (ResponseValidationError, CloudCredsError),
     (SecretResolutionError, CloudCredsError),
     (UntrustedOriginError, SecretResolutionError),

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import email.utils
 import logging
-import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -44,6 +43,7 @@ from cloudcreds import (
     PermissionDeniedError,
     RateLimitError,
     ResponseValidationError,
+    RetryEvent,
     RetryPolicy,
     SecretResolutionError,
     SecretResolver,
@@ -51,25 +51,29 @@ from cloudcreds import (
     Timeouts,
 )
 from cloudcreds.testing import Fault
-from conftest import (
+
+from _helpers import (
     CANARY_API_KEY,
     CANARY_LLM_KEY,
     CANARY_SECRET,
     CANARY_SESSION_KEY,
     Account,
     assert_no_canary,
-    retry_waits,
+    closed_port,
 )
 
 ATTEMPTS = 3
 DEADLINE = 5.0
 MAX_RETRY_AFTER = 0.01
+#: The retries the library announced through RetryPolicy.on_retry (cleared per test).
+RETRIES: list[RetryEvent] = []
 POLICY = RetryPolicy(
     attempts=ATTEMPTS,
     initial_backoff=0,
     max_backoff=0,
     max_retry_after=MAX_RETRY_AFTER,
     deadline=DEADLINE,
+    on_retry=RETRIES.append,
 )
 #: For every row but the timeout rows: generous, so only the fault decides the outcome.
 ROOMY = Timeouts(connect=2, read=2, total=4)
@@ -88,13 +92,6 @@ HTML = b"<html><body>Sign in to continue</body></html>"
 
 def _http_date_in(seconds: float) -> str:
     return email.utils.formatdate(time.time() + seconds, usegmt=True)
-
-
-def _closed_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 # --------------------------------------------------------------------------- the faults
@@ -303,11 +300,12 @@ async def test_fault_matrix(
     cloud = account.cloud
     base_url = cloud.url
     if row.fault is None:
-        base_url = f"http://127.0.0.1:{_closed_port()}"
+        base_url = f"http://127.0.0.1:{closed_port()}"
     else:
         count = 1 if mode == "once" else ATTEMPTS * row.per_attempt + 2
         cloud.inject(op.path, *[row.fault() for _ in range(count)])
     timeout = TINY_READ if row.slow else ROOMY
+    RETRIES.clear()
 
     started = time.monotonic()
     try:
@@ -318,7 +316,7 @@ async def test_fault_matrix(
     elapsed = time.monotonic() - started
 
     requests = cloud.count(op.path)
-    waits = retry_waits(caplog)
+    waits = [event.wait for event in RETRIES]
     assert elapsed < DEADLINE, "the call outlived its retry deadline"
     assert_no_canary(caplog.text)
 

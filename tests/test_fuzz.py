@@ -39,7 +39,8 @@ from cloudcreds import (
 )
 from cloudcreds.secrets import known_kinds
 from cloudcreds.testing import Fault
-from conftest import Account
+
+from _helpers import Account
 
 ME = "/api/v1/users/me"
 LIST = "/api/v1/sandboxes/sb-1/settings/secrets"

@@ -25,7 +25,8 @@ from cloudcreds import (
     ResponseValidationError,
     RetryPolicy,
 )
-from conftest import CANARY_API_KEY, CANARY_LLM_KEY, CANARY_SESSION_KEY, assert_no_canary
+
+from _helpers import CANARY_API_KEY, CANARY_LLM_KEY, CANARY_SESSION_KEY, assert_no_canary
 
 BASE = "https://cloud.example.com"
 ANY_URL = re.compile(r".*")

@@ -1,7 +1,7 @@
 """No key or secret value in any repr, dump, log line, error message or exception chain.
 
 Every test runs with the ``cloudcreds`` logger captured at DEBUG and checks the canary
-values of ``conftest`` (plus the wrong keys it sends itself) against everything a user
+values of ``_helpers`` (plus the wrong keys it sends itself) against everything a user
 could print: reprs, default dumps, log records, error messages, reprs and tracebacks
 of every exception along the ``__cause__`` / ``__context__`` chain.
 """
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import traceback
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
@@ -48,7 +47,8 @@ from cloudcreds import (
     load_secret_sources,
 )
 from cloudcreds.testing import Fault
-from conftest import (
+
+from _helpers import (
     CANARIES,
     CANARY_API_KEY,
     CANARY_LLM_KEY,
@@ -57,6 +57,7 @@ from conftest import (
     FAST_RETRY,
     Account,
     assert_no_canary,
+    closed_port,
 )
 
 # Keys these tests send that are not the account's: they must not leak either.
@@ -121,14 +122,6 @@ def assert_value(actual: str, expected: str) -> None:
     __tracebackhide__ = True  # never show the text (it may hold a key) on failure
     same = actual == expected
     assert same, "the value differs from the expected one"
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 # --------------------------------------------------------------------------- success paths

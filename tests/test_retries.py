@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable
 
@@ -23,18 +24,19 @@ from cloudcreds import (
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
+    RetryEvent,
     RetryPolicy,
     ServerError,
     Timeouts,
 )
 from cloudcreds.testing import FakeCloud, Fault
-from conftest import (
+
+from _helpers import (
     CANARY_API_KEY,
     CANARY_SESSION_KEY,
     FAST_RETRY,
     Account,
     assert_no_canary,
-    retry_waits,
 )
 
 ME = "/api/v1/users/me"
@@ -49,6 +51,12 @@ CALLS: dict[str, Callable[[CloudWorkspace], Awaitable[object]]] = {
 def _http_date_in(seconds: float) -> str:
     return email.utils.formatdate(time.time() + seconds, usegmt=True)
 
+
+
+def _observed(policy: RetryPolicy = FAST_RETRY) -> tuple[RetryPolicy, list[RetryEvent]]:
+    """``policy`` with an ``on_retry`` hook that collects the retries it announces."""
+    events: list[RetryEvent] = []
+    return policy.with_(on_retry=events.append), events
 
 
 @pytest.fixture
@@ -147,7 +155,8 @@ async def test_persistent_drop_raises_connection_error(
 ) -> None:
     cloud = account.cloud
     cloud.inject(PATHS[call], *[Fault.drop()] * 20)
-    async with account.workspace() as ws:
+    policy, events = _observed()
+    async with account.workspace(retry=policy) as ws:
         with pytest.raises(CloudConnectionError) as info:
             await CALLS[call](ws)
     error = info.value
@@ -155,7 +164,8 @@ async def test_persistent_drop_raises_connection_error(
     assert isinstance(error.__cause__, aiohttp.ClientError)
     # One library attempt may be two requests: aiohttp itself resends an idempotent
     # request once when a kept-alive connection is dropped.
-    assert len(retry_waits(retry_logs)) == FAST_RETRY.attempts - 1
+    assert [event.attempt for event in events] == [1, 2, 3]
+    assert all(type(event.error) is CloudConnectionError for event in events)
     assert FAST_RETRY.attempts <= cloud.count(PATHS[call]) <= 2 * FAST_RETRY.attempts
     assert cloud.count(PATHS[call]) < 20
     assert_no_canary(retry_logs.text + str(error) + repr(error.__cause__))
@@ -176,14 +186,16 @@ async def test_connection_refused_is_retried_then_raised(
 ) -> None:
     async with FakeCloud() as gone:
         url = gone.url  # a port that nothing listens on once the server stops
+    policy, events = _observed()
     async with CloudWorkspace(
-        url, CANARY_API_KEY, "sb-1", session_api_key=CANARY_SESSION_KEY, retry=FAST_RETRY
+        url, CANARY_API_KEY, "sb-1", session_api_key=CANARY_SESSION_KEY, retry=policy
     ) as ws:
         with pytest.raises(CloudConnectionError) as info:
             await ws.get_llm()
     error = info.value
     assert isinstance(error.__cause__, aiohttp.ClientConnectorError)
-    assert len(retry_waits(retry_logs)) == FAST_RETRY.attempts - 1
+    assert len(events) == FAST_RETRY.attempts - 1
+    assert events[-1].url == url + ME  # no query string
     assert_no_canary(retry_logs.text + str(error))
 
 
@@ -278,19 +290,19 @@ async def test_deadline_bounds_all_attempts(account: Account) -> None:
     assert elapsed < 5  # a sanity bound, not a speed test
 
 
-async def test_deadline_cuts_a_long_retry_after(
-    account: Account, retry_logs: pytest.LogCaptureFixture
-) -> None:
+async def test_deadline_cuts_a_long_retry_after(account: Account) -> None:
     # Honouring Retry-After would overrun the deadline: give up at once, do not sleep.
     cloud = account.cloud
     cloud.inject(ME, Fault.status(503, retry_after=30), Fault.status(503))
-    policy = RetryPolicy(attempts=4, initial_backoff=0, deadline=1.0, max_retry_after=30)
+    policy, events = _observed(
+        RetryPolicy(attempts=4, initial_backoff=0, deadline=1.0, max_retry_after=30)
+    )
     started = time.monotonic()
     async with account.workspace(retry=policy) as ws:
         with pytest.raises(ServerError):
             await ws.get_llm()
     assert cloud.count(ME) == 1
-    assert retry_waits(retry_logs) == []
+    assert events == []
     assert time.monotonic() - started < 5
 
 
@@ -311,7 +323,6 @@ async def test_deadline_cuts_a_long_retry_after(
 @pytest.mark.parametrize("status", [429, 503])
 async def test_retry_after_is_honoured_and_capped(
     account: Account,
-    retry_logs: pytest.LogCaptureFixture,
     status: int,
     retry_after: str,
     cap: float,
@@ -325,25 +336,100 @@ async def test_retry_after_is_honoured_and_capped(
     cloud = account.cloud
     cloud.inject(ME, Fault.status(status, retry_after=retry_after))
     # Backoff alone would be 0: a non-zero wait can only come from Retry-After.
-    policy = RetryPolicy(attempts=2, initial_backoff=0, max_backoff=0, max_retry_after=cap)
+    policy, events = _observed(
+        RetryPolicy(attempts=2, initial_backoff=0, max_backoff=0, max_retry_after=cap)
+    )
     async with account.workspace(retry=policy) as ws:
         await ws.get_llm()
-    assert retry_waits(retry_logs) == [pytest.approx(expected, abs=0.005)]
+    assert [event.wait for event in events] == [pytest.approx(expected, abs=0.005)]
     assert cloud.count(ME) == 2
 
 
-async def test_backoff_is_used_without_retry_after(
-    account: Account, retry_logs: pytest.LogCaptureFixture
-) -> None:
+async def test_backoff_is_used_without_retry_after(account: Account) -> None:
     cloud = account.cloud
     cloud.inject(ME, Fault.status(503), Fault.status(503))
-    policy = RetryPolicy(attempts=3, initial_backoff=0.01, max_backoff=0.02, max_retry_after=5)
+    policy, events = _observed(
+        RetryPolicy(attempts=3, initial_backoff=0.01, max_backoff=0.02, max_retry_after=5)
+    )
     async with account.workspace(retry=policy) as ws:
         await ws.get_llm()
-    waits = retry_waits(retry_logs)
+    waits = [event.wait for event in events]
     assert len(waits) == 2
     assert 0 <= waits[0] <= 0.01
     assert 0 <= waits[1] <= 0.02
+
+
+# --------------------------------------------------------------------------- on_retry
+
+
+async def test_on_retry_is_called_before_each_sleep(account: Account) -> None:
+    cloud = account.cloud
+    cloud.inject(ME, Fault.status(503, detail="busy"), Fault.truncate())
+    seen: list[tuple[RetryEvent, int]] = []
+    policy = FAST_RETRY.with_(on_retry=lambda event: seen.append((event, cloud.count(ME))))
+    async with account.workspace(retry=policy) as ws:
+        await ws.get_llm()
+    assert [event.attempt for event, _ in seen] == [1, 2]
+    # Called after the failed attempt's request and before the next one.
+    assert [requests for _, requests in seen] == [1, 2]
+    first, second = (event for event, _ in seen)
+    assert isinstance(first.error, ServerError)
+    assert (first.error.status_code, first.error.detail) == (503, "busy")
+    assert isinstance(second.error, CloudConnectionError)
+    for event in (first, second):
+        assert event.method == "GET"
+        assert event.url == cloud.url + ME  # without ?expose_secrets=true
+        assert event.wait == 0
+        assert event.budget_exhausted is False
+
+
+async def test_on_retry_events_hold_no_key(account: Account) -> None:
+    cloud = account.cloud
+    cloud.inject(ME, Fault.status(503), Fault.truncate())
+    cloud.inject(LIST, Fault.drop())
+    policy, events = _observed()
+    async with account.workspace(retry=policy) as ws:
+        await ws.get_credentials()
+    assert len(events) >= 2
+    assert_no_canary(repr(events) + "".join(str(event.error) for event in events))
+
+
+async def test_on_retry_sees_capped_exponential_waits(
+    account: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Jitter at the top of its range: each wait is the cap, 1, 2, 4 ms then 4 ms again.
+    monkeypatch.setattr(random, "uniform", lambda low, high: high)
+    cloud = account.cloud
+    cloud.inject(ME, *[Fault.status(503)] * 4)
+    policy, events = _observed(
+        RetryPolicy(attempts=5, initial_backoff=0.001, max_backoff=0.004, max_retry_after=5)
+    )
+    async with account.workspace(retry=policy) as ws:
+        await ws.get_llm()
+    assert [event.wait for event in events] == [0.001, 0.002, 0.004, 0.004]
+    assert cloud.count(ME) == 5
+
+
+async def test_on_retry_errors_surface_as_themselves(account: Account) -> None:
+    class HookBug(Exception):
+        pass
+
+    def broken(event: RetryEvent) -> None:
+        raise HookBug
+
+    account.cloud.inject(ME, Fault.status(503))
+    async with account.workspace(retry=FAST_RETRY.with_(on_retry=broken)) as ws:
+        with pytest.raises(HookBug):
+            await ws.get_llm()
+    assert account.cloud.count(ME) == 1
+
+
+def test_retry_event_is_a_frozen_value() -> None:
+    event = RetryEvent(attempt=1, wait=0.5, error=ServerError("down"), method="GET", url="u")
+    with pytest.raises(AttributeError):
+        event.wait = 0  # type: ignore[misc]
+    assert event == RetryEvent(1, 0.5, event.error, "GET", "u")
+    assert event.budget_exhausted is False
 
 
 # --------------------------------------------------------------------------- logs

@@ -48,7 +48,8 @@ from cloudcreds import (
     parse_secret_source,
 )
 from cloudcreds.testing import FakeCloud, Fault
-from conftest import (
+
+from _helpers import (
     CANARIES,
     CANARY_API_KEY,
     CANARY_LLM_KEY,

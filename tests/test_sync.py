@@ -30,7 +30,8 @@ from cloudcreds import (
     sync,
 )
 from cloudcreds.testing import Fault
-from conftest import (
+
+from _helpers import (
     CANARY_API_KEY,
     CANARY_LLM_KEY,
     CANARY_SECRET,

@@ -28,7 +28,8 @@ from cloudcreds import (
     dump_secret_sources,
     load_secret_sources,
 )
-from conftest import (
+
+from _helpers import (
     CANARY_API_KEY,
     CANARY_SECRET,
     CANARY_SESSION_KEY,

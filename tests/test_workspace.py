@@ -27,7 +27,8 @@ from cloudcreds import (
 )
 from cloudcreds._http import HTTPCore
 from cloudcreds.testing import FakeCloud, Fault, RecordedRequest
-from conftest import (
+
+from _helpers import (
     CANARY_API_KEY,
     CANARY_LLM_KEY,
     CANARY_SECRET,
@@ -826,3 +827,30 @@ async def test_results_are_the_models_validation_would_build(account: Account) -
     assert "headers" not in ref.model_fields_set
     assert "headers" not in other.model_fields_set
     assert ref.env_headers is not other.env_headers
+
+
+async def test_results_share_no_fields_set(account: Account) -> None:
+    """Each result owns its ``model_fields_set`` (issue 8 item 1: it was one shared set)."""
+    account.cloud.add_sandbox(account.user, sandbox_id="sb-2", session_api_key="key-2")
+    async with account.workspace() as ws:
+        first = await ws.get_credentials()
+    async with CloudWorkspace(account.url, CANARY_API_KEY, "sb-2", session_api_key="key-2") as ws:
+        second = await ws.get_credentials()
+    pairs: list[tuple[Any, Any]] = [
+        (first, second),
+        (first.llm, second.llm),
+        (first.secrets["GITHUB_TOKEN"], second.secrets["GITHUB_TOKEN"]),
+        (first.secrets["GITHUB_TOKEN"], first.secrets["OPENAI_KEY"]),
+    ]
+    checked = 0
+    for one, another in pairs:
+        assert one.model_fields_set is not another.model_fields_set
+        unset = [name for name in type(one).model_fields if name not in one.model_fields_set]
+        if not unset:
+            continue
+        before = another.model_dump(exclude_unset=True)
+        one.model_fields_set.add(unset[0])
+        assert unset[0] in one.model_dump(exclude_unset=True)
+        assert another.model_dump(exclude_unset=True) == before
+        checked += 1
+    assert checked >= 2  # the references leave kind and headers unset

@@ -9,8 +9,10 @@ Example:
     ...     creds = await ws.get_credentials()
 """
 
+import types as _types
+
 from ._client import CloudClient
-from ._config import RetryPolicy, Timeouts
+from ._config import RetryBudget, RetryEvent, RetryPolicy, Timeouts
 from ._errors import (
     APIStatusError,
     AuthenticationError,
@@ -24,6 +26,7 @@ from ._errors import (
     ResponseValidationError,
     SecretResolutionError,
     ServerError,
+    TooManyRedirectsError,
     UntrustedOriginError,
 )
 from ._llm import LLM
@@ -60,6 +63,8 @@ __all__ = [
     "RateLimitError",
     "ResolveContext",
     "ResponseValidationError",
+    "RetryBudget",
+    "RetryEvent",
     "RetryPolicy",
     "SecretResolutionError",
     "SecretResolver",
@@ -67,11 +72,29 @@ __all__ = [
     "ServerError",
     "StaticSecret",
     "Timeouts",
+    "TooManyRedirectsError",
     "UntrustedOriginError",
     "dump_secret_sources",
     "load_secret_sources",
     "parse_secret_source",
 ]
+
+
+def _claim_public_names() -> None:
+    """Make the public classes and functions report ``cloudcreds`` as their module.
+
+    As httpx does: reprs, ``str(type(err))`` and tracebacks show
+    ``cloudcreds.NotFoundError``, the name users import, not the private module that
+    defines it; pickle finds them here too.
+    """
+    namespace = globals()
+    for name in __all__:
+        value = namespace[name]
+        if isinstance(value, type | _types.FunctionType):
+            value.__module__ = __name__
+
+
+_claim_public_names()
 
 
 def __getattr__(name: str) -> str:  # lazy `__version__`; no stray public names
@@ -80,3 +103,8 @@ def __getattr__(name: str) -> str:  # lazy `__version__`; no stray public names
 
         return version("cloudcreds")
     raise AttributeError(f"module 'cloudcreds' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The module's names, with the lazy ``__version__``."""
+    return sorted({*globals(), "__version__"})

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable, Mapping
-from types import TracebackType
 from typing import Any, Literal
 
 import aiohttp
@@ -13,7 +12,9 @@ from pydantic import SecretStr
 
 from ._config import DEFAULT_CLIENT_CONCURRENCY, DEFAULT_SESSION_KEY_ENV, RetryPolicy, Timeouts
 from ._errors import CloudCredsError, ConfigurationError
-from ._http import HTTPCore, check_base_url
+from ._http import HTTPCore
+from ._lifecycle import AsyncResource
+from ._urls import check_base_url
 from ._workspace import CloudWorkspace, Credentials, _secret
 
 __all__ = ["CloudClient", "ProgressCallback"]
@@ -22,7 +23,7 @@ __all__ = ["CloudClient", "ProgressCallback"]
 ProgressCallback = Callable[[int, int], object]
 
 
-class CloudClient:
+class CloudClient(AsyncResource):
     """One user account, many sandboxes, one connection pool.
 
     For orchestrators: :meth:`gather_credentials` fetches the credentials of
@@ -51,6 +52,7 @@ class CloudClient:
         max_concurrency: int = DEFAULT_CLIENT_CONCURRENCY,
         allow_insecure_http: bool = False,
     ) -> None:
+        super().__init__()
         if not isinstance(max_concurrency, int) or max_concurrency < 1:
             raise ConfigurationError(f"max_concurrency must be >= 1, got {max_concurrency!r}")
         self._base = check_base_url(cloud_api_url, allow_insecure_http=allow_insecure_http)
@@ -71,11 +73,6 @@ class CloudClient:
         """Most HTTP requests in flight at once."""
         return self._max_concurrency
 
-    @property
-    def closed(self) -> bool:
-        """Whether :meth:`aclose` was called."""
-        return self._http.closed
-
     def __repr__(self) -> str:
         return f"CloudClient(cloud_api_url={self._base!r}, max_concurrency={self._max_concurrency})"
 
@@ -90,8 +87,7 @@ class CloudClient:
 
         Closing the workspace leaves the pool open; closing the client closes it.
         """
-        if self._http.closed:
-            raise ConfigurationError("this CloudClient is closed; create a new one")
+        self.check_open()
         return CloudWorkspace._shared(
             self._http, self._base, self._api_key, sandbox_id, session_api_key, session_key_env
         )
@@ -123,8 +119,7 @@ class CloudClient:
             Sandbox id -> :class:`Credentials` or the :class:`CloudCredsError` it met,
             in the order of ``sandboxes``.
         """
-        if self._http.closed:
-            raise ConfigurationError("this CloudClient is closed; create a new one")
+        self.check_open()
         if isinstance(names, str):
             raise ConfigurationError("names must be a list of secret names, not one string")
         wanted = None if names is None else list(names)
@@ -178,22 +173,8 @@ class CloudClient:
             raise fatal[0]
         return {sandbox_id: results[sandbox_id] for sandbox_id, _ in items}
 
-    async def aclose(self) -> None:
-        """Close the pool this client created. Idempotent; a borrowed session stays open."""
+    async def _release(self) -> None:
         await self._http.aclose()
 
-    async def __aenter__(self) -> CloudClient:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    def __del__(self) -> None:
-        http = getattr(self, "_http", None)
-        if http is not None:
-            http.warn_if_unclosed(self)
+    def _owns_open_resources(self) -> bool:
+        return self._http.has_open_owned_session

@@ -14,7 +14,8 @@ CloudCredsError
 │   ├── PermissionDeniedError   403
 │   ├── NotFoundError           404
 │   ├── RateLimitError          429
-│   └── ServerError             5xx
+│   ├── ServerError             5xx
+│   └── TooManyRedirectsError   more same-origin redirects than the limit (last 3xx status)
 ├── ResponseValidationError     body is not what the contract says
 ├── SecretResolutionError       a source could not produce a value
 └── UntrustedOriginError        (subclass of SecretResolutionError)
@@ -41,6 +42,7 @@ __all__ = [
     "ResponseValidationError",
     "SecretResolutionError",
     "ServerError",
+    "TooManyRedirectsError",
     "UntrustedOriginError",
     "status_error",
 ]
@@ -143,6 +145,14 @@ class ServerError(APIStatusError):
     """5xx: the server failed, still after retries."""
 
     default_status = 500
+
+
+class TooManyRedirectsError(APIStatusError):
+    """The server kept redirecting: more same-origin redirects than the limit (5).
+
+    ``status_code`` is the status of the last redirect received (301, 302, 303,
+    307 or 308), ``url`` the URL that sent it.
+    """
 
 
 class ResponseValidationError(CloudCredsError):

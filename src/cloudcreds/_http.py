@@ -1,29 +1,35 @@
 """The one place that sends HTTP requests.
 
 Every request the library makes goes through :meth:`HTTPCore.get`, which applies
-per-attempt timeouts, retries (tenacity, entered only after a first failure so the
-success path pays nothing for it), the request limiter, error mapping, the
-redirect and body-size guards, and logging without headers or bodies.
+per-attempt timeouts, retries (every attempt inside one tenacity ``AsyncRetrying``,
+see :mod:`cloudcreds._retrying`), the retry budget, the request limiter, error
+mapping, the header, redirect, charset and body-size guards, and logging without
+headers or bodies.
 """
 
 from __future__ import annotations
 
 import asyncio
+import codecs
 import email.utils
-import functools
-import ipaddress
-import json
 import logging
 import math
 import time
 import warnings
 from collections.abc import Coroutine, Mapping
-from typing import TYPE_CHECKING, Any, Final, NamedTuple, NoReturn
+from typing import Any, Final, NamedTuple, NoReturn
 
 import aiohttp
+import tenacity
 from yarl import URL
 
-from ._config import DEFAULT_MAX_BODY_SIZE, MAX_REDIRECTS, RetryPolicy, Timeouts
+from ._config import (
+    DEFAULT_MAX_BODY_SIZE,
+    MAX_REDIRECTS,
+    RetryBudget,
+    RetryPolicy,
+    Timeouts,
+)
 from ._errors import (
     APIStatusError,
     CloudConnectionError,
@@ -31,13 +37,15 @@ from ._errors import (
     CloudTimeoutError,
     ConfigurationError,
     ResponseValidationError,
+    TooManyRedirectsError,
     status_error,
 )
+from ._headers import MaskedHeaders, has_control_char
+from ._jsonsafe import loads_untrusted
+from ._retrying import AttemptLoops, RequestState, Retryable, TokenBucket, retrying_for
+from ._urls import origin_of, safe_url
 
-if TYPE_CHECKING:  # imported when a first attempt fails: importing cloudcreds costs less
-    import tenacity
-
-__all__ = ["Answer", "HTTPCore", "check_base_url", "is_loopback_host", "origin_of", "safe_url"]
+__all__ = ["Answer", "HTTPCore", "parse_retry_after"]
 
 logger: Final = logging.getLogger("cloudcreds")
 
@@ -46,13 +54,19 @@ _ERROR_BODY_LIMIT: Final = 64 * 1024
 _DETAIL_LIMIT: Final = 300
 _CHUNK: Final = 64 * 1024
 _REDIRECT_STATUSES: Final = frozenset({301, 302, 303, 307, 308})
+# Codecs Python knows that are no charset a server may name: decoding with them
+# raises, or turns any body into something else than its text.
+_NOT_CHARSETS: Final = frozenset(
+    {"undefined", "punycode", "idna", "unicode-escape", "raw-unicode-escape"}
+)
 
 
 class Answer(NamedTuple):
     """A successful (2xx) answer, its body fully read within the size limit.
 
     A named tuple rather than a frozen dataclass: one is built per request, and a
-    frozen dataclass's ``__init__`` costs several times more.
+    frozen dataclass's ``__init__`` costs several times more. Its ``repr`` leaves
+    the body out (it may hold keys).
     """
 
     body: bytes
@@ -60,6 +74,12 @@ class Answer(NamedTuple):
     charset: str | None
     url: str
     request_id: str | None
+
+    def __repr__(self) -> str:
+        return (
+            f"Answer(url={safe_url(self.url)!r}, content_type={self.content_type!r}, "
+            f"body=<{len(self.body)} bytes>)"
+        )
 
     def json_model_input(self) -> bytes:
         """The body, after checking the server said it is JSON."""
@@ -72,126 +92,22 @@ class Answer(NamedTuple):
         return self.body
 
     def text(self) -> str:
-        """The body decoded as text (its charset, else UTF-8)."""
+        """The body decoded as text (its charset, else UTF-8).
+
+        Raises:
+            ResponseValidationError: The charset is unknown or no text encoding, or
+                the body is not valid in it. The message never shows the body.
+        """
+        charset = self.charset or "utf-8"
         try:
-            return self.body.decode(self.charset or "utf-8")
-        except (UnicodeDecodeError, LookupError):
+            if codecs.lookup(charset).name not in _NOT_CHARSETS:
+                return self.body.decode(charset)
+        except (UnicodeError, LookupError, ValueError):
             pass  # a UnicodeDecodeError holds the body: raise outside, not even as __context__
         raise ResponseValidationError(
-            f"the answer from {safe_url(self.url)} is not valid {self.charset or 'utf-8'} text"
+            f"the answer from {safe_url(self.url)} is not valid text in its charset "
+            f"{charset[:40]!r}"
         )
-
-
-class _Retryable(Exception):
-    """A failed attempt that may succeed if tried again."""
-
-    def __init__(self, error: CloudCredsError, retry_after: float | None = None) -> None:
-        super().__init__(str(error))
-        self.error = error
-        self.retry_after = retry_after
-
-
-# --------------------------------------------------------------------------- URLs
-
-
-def safe_url(url: str | URL) -> str:
-    """``url`` without query string, fragment or user info: safe for logs and errors."""
-    text = str(url)
-    if "?" not in text and "#" not in text and "@" not in text:
-        return text
-    try:
-        parsed = URL(text)
-        return str(parsed.with_user(None).with_query(None).with_fragment(None))
-    except (ValueError, TypeError):
-        return "<unparsable URL>"
-
-
-def origin_of(url: str | URL) -> str:
-    """The origin ``scheme://host[:port]`` of ``url``, lowercased, default port omitted."""
-    parsed = url if isinstance(url, URL) else URL(url)
-    scheme = (parsed.scheme or "").lower()
-    host = (parsed.host or "").lower()
-    if ":" in host and not host.startswith("["):
-        host = f"[{host}]"
-    port = parsed.explicit_port
-    if port is not None and port != {"http": 80, "https": 443}.get(scheme):
-        return f"{scheme}://{host}:{port}"
-    return f"{scheme}://{host}"
-
-
-@functools.lru_cache(maxsize=256)  # asked for every lookup resolved; hosts are few
-def is_loopback_host(host: str | None) -> bool:
-    """Whether ``host`` is ``localhost`` or a loopback IP address."""
-    if not host:
-        return False
-    host = host.strip("[]").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def parse_http_url(url: str) -> URL:
-    """Parse an absolute ``http(s)://`` URL without user info.
-
-    Raises:
-        ValueError: With the reason (safe to show: it never echoes the URL).
-    """
-    try:
-        parsed = URL(url)
-    except (ValueError, TypeError):
-        raise ValueError("is not a valid URL") from None
-    if parsed.scheme not in ("http", "https") or not parsed.host:
-        raise ValueError("must be an absolute http(s) URL such as https://app.all-hands.dev")
-    if parsed.user is not None or parsed.password is not None:
-        raise ValueError("must not contain user info; pass keys as arguments or headers")
-    return parsed
-
-
-def check_base_url(url: str, *, allow_insecure_http: bool, what: str = "cloud_api_url") -> str:
-    """Validate a base URL and return it without a trailing slash.
-
-    Raises:
-        ConfigurationError: Not an absolute http(s) URL, or ``http://`` to a host that is
-            not loopback while ``allow_insecure_http`` is false.
-    """
-    if not isinstance(url, str) or not url.strip():
-        raise ConfigurationError(f"{what} must be a non-empty URL string")
-    text = url.strip().rstrip("/")
-    try:
-        parsed = parse_http_url(text)
-    except ValueError as exc:
-        reason = str(exc)
-    else:
-        if parsed.query_string or parsed.fragment:
-            raise ConfigurationError(f"{what} must not contain a query string or fragment")
-        insecure = parsed.scheme == "http" and not is_loopback_host(parsed.host)
-        if insecure and not allow_insecure_http:
-            raise ConfigurationError(
-                f"refusing insecure http:// {what} {safe_url(text)!r}: keys would travel in "
-                "clear text. Use https://, or pass allow_insecure_http=True "
-                "(--allow-insecure-http on the command line) if you really mean it"
-            )
-        return text
-    raise ConfigurationError(f"{what} {reason}, got {safe_url(text)!r}")
-
-
-def check_header_value(
-    value: str,
-    *,
-    header: str,
-    source: str,
-    error: type[CloudCredsError] = ConfigurationError,
-) -> str:
-    """Refuse header values that would split or corrupt a request; never echo the value."""
-    if "\r" in value or "\n" in value or "\x00" in value:
-        raise error(
-            f"{source} holds a value with a CR, LF or NUL character; refusing to send it "
-            f"as header {header}"
-        )
-    return value
 
 
 # --------------------------------------------------------------------------- Retry-After
@@ -221,11 +137,12 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
 
 
 def _detail_from(body: bytes, fallback: str) -> str:
+    """The ``detail`` sentence of an error answer; ``fallback`` for anything else."""
     detail: Any = None
     if body:
         try:
-            data = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+            data = loads_untrusted(body, error=ResponseValidationError, what="error body")
+        except ResponseValidationError:
             data = None
         if isinstance(data, dict):
             detail = data.get("detail")
@@ -235,27 +152,56 @@ def _detail_from(body: bytes, fallback: str) -> str:
                 )
     if not isinstance(detail, str) or not detail.strip():
         detail = fallback
-    text = " ".join(str(detail).split())
+    text = " ".join(detail.split())
     if len(text) > _DETAIL_LIMIT:
         text = text[: _DETAIL_LIMIT - 1] + "…"
     return text
+
+
+def _request_headers(headers: Mapping[str, str]) -> MaskedHeaders:
+    """``headers`` checked and held in a mapping whose ``repr`` masks the values.
+
+    The last line of defence: every source of a header value (arguments, the
+    environment, a lookup's ``headers``) is checked where it is read, with a message
+    naming it; a value with a control character is refused here whatever its source.
+    """
+    checked = MaskedHeaders(headers)
+    try:
+        clean = not has_control_char("".join(checked.values()))
+    except TypeError:  # a value that is no string
+        clean = False
+    if not clean:
+        names = [
+            name
+            for name, value in checked.items()
+            if not isinstance(value, str) or has_control_char(value)
+        ]
+        raise ConfigurationError(
+            f"the value of header {names[0]} is not a string free of control characters "
+            "(CR, LF or NUL, or another C0 control or DEL); refusing to send it"
+        )
+    return checked
 
 
 class HTTPCore:
     """Sends GET requests with retries, timeouts and guards over one aiohttp session.
 
     The session is either borrowed (never closed here) or created lazily on first use
-    and owned (closed by :meth:`aclose`).
+    and owned (closed by :meth:`aclose`). With a :class:`RetryBudget`, the core holds
+    its live bucket: every request sent through this core spends from and refills it.
     """
 
     __slots__ = (
         "__weakref__",
+        "_bucket",
         "_client_timeout",
         "_closed",
         "_connector_limit",
         "_limiter",
+        "_loops",
         "_owned",
         "_session",
+        "_single",
         "max_body_size",
         "retry",
         "timeouts",
@@ -270,6 +216,7 @@ class HTTPCore:
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
         limiter: asyncio.Semaphore | None = None,
         connector_limit: int = 100,
+        retry_budget: RetryBudget | None = None,
     ) -> None:
         if session is not None and not isinstance(session, aiohttp.ClientSession):
             raise ConfigurationError(
@@ -277,6 +224,10 @@ class HTTPCore:
             )
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise ConfigurationError(f"retry must be a RetryPolicy, got {type(retry).__name__}")
+        if retry_budget is not None and not isinstance(retry_budget, RetryBudget):
+            raise ConfigurationError(
+                f"retry_budget must be a RetryBudget or None, got {type(retry_budget).__name__}"
+            )
         if not isinstance(max_body_size, int) or max_body_size < 1:
             raise ConfigurationError("max_body_size must be a positive number of bytes")
         self.retry = retry if retry is not None else RetryPolicy()
@@ -287,7 +238,14 @@ class HTTPCore:
         self._closed = False
         self._limiter = limiter
         self._connector_limit = connector_limit
+        self._bucket = TokenBucket(retry_budget) if retry_budget is not None else None
+        self._loops = AttemptLoops(retrying_for(self.retry))
+        self._single = AttemptLoops(retrying_for(self.retry, retry=False), keep=0)
         self._client_timeout = self._make_timeout(self.retry.deadline)
+
+    def __repr__(self) -> str:  # safe on a half-built core: every attribute may be missing
+        retry = getattr(self, "retry", None)
+        return f"HTTPCore(retry={retry!r}, closed={getattr(self, '_closed', None)!r})"
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -300,6 +258,16 @@ class HTTPCore:
     def closed(self) -> bool:
         """Whether :meth:`aclose` was called."""
         return self._closed
+
+    @property
+    def retry_budget(self) -> RetryBudget | None:
+        """The retry budget this core's bucket follows, or ``None``."""
+        return self._bucket.budget if self._bucket is not None else None
+
+    @property
+    def retry_tokens(self) -> int | None:
+        """Tokens left in the retry budget's bucket, or ``None`` without a budget."""
+        return self._bucket.tokens if self._bucket is not None else None
 
     @property
     def has_open_owned_session(self) -> bool:
@@ -364,110 +332,67 @@ class HTTPCore:
         """Send one request with the policy; see :meth:`get`."""
         if self._closed:
             raise ConfigurationError("this client is closed; create a new one")
-        started = time.monotonic()
+        checked = _request_headers(headers)
+        del headers  # the masked copy only, in this frame's locals
+        bucket = self._bucket
         limiter = self._limiter
-        try:  # the first attempt, inlined: no extra coroutine on the success path
-            if limiter is None:
-                return await self._send(method, url, headers, self._client_timeout, 1)
-            async with limiter:
-                return await self._send(method, url, headers, self._client_timeout, 1)
-        except _Retryable as failure:
-            if self.retry.attempts <= 1 or method not in _IDEMPOTENT:
-                _raise_final(failure)
-            return await self._retry(method, url, headers, started, failure)
-
-    async def _retry(
-        self,
-        method: str,
-        url: str,
-        headers: Mapping[str, str],
-        started: float,
-        first: _Retryable,
-    ) -> Answer:
-        import tenacity  # here, not at the top: only retries need it
-
-        policy = self.retry
-        deadline = None if policy.deadline is None else started + policy.deadline
-        pending: list[_Retryable] = [first]
-
-        def wait(state: tenacity.RetryCallState) -> float:
-            failure = _failure_of(state)
-            if failure.retry_after is not None:
-                return min(failure.retry_after, policy.max_retry_after)
-            return policy.backoff(state.attempt_number)
-
-        def stop(state: tenacity.RetryCallState) -> bool:
-            if state.attempt_number >= policy.attempts:
-                return True
-            return deadline is not None and time.monotonic() + state.upcoming_sleep >= deadline
-
-        def log_retry(state: tenacity.RetryCallState) -> None:
-            if logger.isEnabledFor(logging.INFO):
-                failure = _failure_of(state)
-                logger.info(
-                    "retrying %s %s after %s in %.2fs (attempt %d of %d)",
-                    method,
-                    safe_url(url),
-                    failure.error.__class__.__name__,
-                    state.upcoming_sleep,
-                    state.attempt_number + 1,
-                    policy.attempts,
-                )
-
-        retrying = tenacity.AsyncRetrying(
-            stop=stop,
-            wait=wait,
-            retry=tenacity.retry_if_exception_type(_Retryable),
-            before_sleep=log_retry,
-            sleep=asyncio.sleep,
-            reraise=True,
-        )
+        state = RequestState(method, url, self.retry, bucket)
+        loops = self._loops if method in _IDEMPOTENT else self._single
+        loop = loops.take(state)
         try:
-            async for attempt in retrying:
+            async for attempt in loop.retrying:  # every attempt, the first included
                 with attempt:
-                    if pending:  # the first attempt already ran: let tenacity see its failure
-                        raise pending.pop()
-                    remaining = None if deadline is None else deadline - time.monotonic()
-                    if remaining is not None and remaining <= 0:
-                        raise CloudTimeoutError(
-                            f"{method} {safe_url(url)}: retry deadline of "
-                            f"{policy.deadline:g}s exhausted"
-                        )
-                    return await self._attempt(
-                        method,
-                        url,
-                        headers,
-                        self._make_timeout(remaining),
-                        attempt.retry_state.attempt_number,
+                    number = attempt.retry_state.attempt_number
+                    timeout = (
+                        self._client_timeout
+                        if number == 1
+                        else self._timeout_left(state, attempt.retry_state)
                     )
-        except _Retryable as failure:
-            _raise_final(failure)
-        raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
+                    if limiter is None:
+                        answer = await self._send(state, checked, timeout, number)
+                    else:
+                        async with limiter:
+                            answer = await self._send(state, checked, timeout, number)
+                    break
+        except Retryable as failure:
+            error = failure.error
+            raise error from error.__cause__
+        finally:
+            loops.give_back(loop)
+        if bucket is not None:
+            bucket.refill(state.paid or bucket.budget.success_refill)
+        return answer
 
-    async def _attempt(
-        self,
-        method: str,
-        url: str,
-        headers: Mapping[str, str],
-        attempt_timeout: aiohttp.ClientTimeout,
-        attempt: int,
-    ) -> Answer:
-        limiter = self._limiter
-        if limiter is None:
-            return await self._send(method, url, headers, attempt_timeout, attempt)
-        async with limiter:
-            return await self._send(method, url, headers, attempt_timeout, attempt)
+    def _timeout_left(
+        self, state: RequestState, retry_state: tenacity.RetryCallState
+    ) -> aiohttp.ClientTimeout:
+        """The timeout of a retry: the total shrinks to what is left of the deadline.
+
+        Raises:
+            CloudTimeoutError: Nothing is left (not retried).
+        """
+        deadline = self.retry.deadline
+        if deadline is None:
+            return self._client_timeout
+        remaining = retry_state.start_time + deadline - time.monotonic()
+        if remaining <= 0:
+            raise CloudTimeoutError(
+                f"{state.method} {safe_url(state.url)}: the retry deadline of "
+                f"{deadline:g}s ran out"
+            )
+        return self._make_timeout(remaining)
 
     async def _send(
         self,
-        method: str,
-        url: str,
-        headers: Mapping[str, str],
+        state: RequestState,
+        headers: MaskedHeaders,
         attempt_timeout: aiohttp.ClientTimeout,
         attempt: int,
     ) -> Answer:
         session = self.session
-        target: str | URL = url
+        method = state.method
+        target: str | URL = state.url
+        status = 0
         try:
             for _ in range(MAX_REDIRECTS + 1):
                 async with session.request(
@@ -500,23 +425,23 @@ class HTTPCore:
                         target = self._same_origin_redirect(resp, target)
                         continue
                     await self._raise_status(resp, target)
-            raise APIStatusError(
-                f"more than {MAX_REDIRECTS} redirects", status_code=310, url=safe_url(url)
+            raise TooManyRedirectsError(
+                f"more than {MAX_REDIRECTS} redirects", status_code=status, url=safe_url(target)
             )
-        except (_Retryable, CloudCredsError):
+        except (Retryable, CloudCredsError):
             raise
         except TimeoutError as exc:
-            raise _Retryable(
+            raise Retryable(
                 _chain(
                     CloudTimeoutError(
-                        f"{method} {safe_url(target)} timed out "
-                        f"({_describe_timeout(attempt_timeout)}, attempt {attempt})"
+                        f"{method} {safe_url(target)} timed out: "
+                        f"{self._which_timeout(exc, attempt_timeout)} (attempt {attempt})"
                     ),
                     exc,
                 )
             ) from None
         except aiohttp.ClientPayloadError as exc:
-            raise _Retryable(
+            raise Retryable(
                 _chain(
                     CloudConnectionError(
                         f"{method} {safe_url(target)}: the answer's body was cut short "
@@ -526,9 +451,9 @@ class HTTPCore:
                 )
             ) from None
         except aiohttp.InvalidURL as exc:
-            raise ConfigurationError(f"invalid URL {safe_url(url)!r}") from exc
+            raise ConfigurationError(f"invalid URL {safe_url(state.url)!r}") from exc
         except (aiohttp.ClientConnectionError, ConnectionError) as exc:
-            raise _Retryable(
+            raise Retryable(
                 _chain(
                     CloudConnectionError(
                         f"{method} {safe_url(target)}: {_describe_connection_error(exc)} "
@@ -540,14 +465,41 @@ class HTTPCore:
         except aiohttp.ClientResponseError as exc:
             # Carries the request's headers in .request_info: never chain it, not even as
             # __context__, so the error is raised after leaving this handler.
-            unchained = CloudConnectionError(
+            unchained: CloudCredsError = CloudConnectionError(
                 f"{method} {safe_url(target)}: {exc.status} {exc.message}"
             )
         except aiohttp.ClientError as exc:
             raise CloudConnectionError(
                 f"{method} {safe_url(target)}: {type(exc).__name__}"
             ) from exc
+        except ValueError:
+            # aiohttp refuses some requests (a URL or header it cannot send) with a bare
+            # ValueError whose message may quote the value: never chained.
+            redirected = target is not state.url
+            unchained = (ResponseValidationError if redirected else ConfigurationError)(
+                f"{method} {safe_url(target)}: aiohttp refused to send the request"
+                + (" the server redirected to" if redirected else "")
+            )
         raise unchained
+
+    def _which_timeout(self, exc: TimeoutError, timeout: aiohttp.ClientTimeout) -> str:
+        """Which limit fired, with its value, for the message of a timeout."""
+        t = self.timeouts
+        deadline = self.retry.deadline
+        if isinstance(exc, aiohttp.SocketTimeoutError) and t.read is not None:
+            return f"no data for {t.read:g}s (the read timeout)"
+        if (
+            isinstance(exc, aiohttp.ConnectionTimeoutError)
+            and t.connect is not None
+            and (timeout.total is None or t.connect <= timeout.total)
+        ):
+            return f"could not connect within {t.connect:g}s (the connect timeout)"
+        total = timeout.total
+        if total is not None and (t.total is None or total < t.total) and deadline is not None:
+            return f"the retry deadline of {deadline:g}s ran out ({total:.3g}s were left)"
+        if total is not None:
+            return f"the attempt took longer than {total:g}s (the total timeout)"
+        return "a timeout fired"  # pragma: no cover - every limit is off, yet one fired
 
     def _same_origin_redirect(self, resp: aiohttp.ClientResponse, current: str | URL) -> URL:
         location = resp.headers.get("Location")
@@ -558,17 +510,23 @@ class HTTPCore:
             )
         try:
             target = base.join(URL(location))
+            origin = origin_of(target)
         except (ValueError, TypeError):
-            raise ResponseValidationError(
-                f"unparsable redirect Location from {safe_url(base)}"
-            ) from None
-        if origin_of(target) != origin_of(base):
+            origin = None
+        if origin is None:  # outside the handler: the ValueError may quote the Location
+            raise ResponseValidationError(f"unparsable redirect Location from {safe_url(base)}")
+        if origin != origin_of(base):
             raise APIStatusError(
-                f"refused to follow a redirect to another origin ({origin_of(target)}): "
+                f"refused to follow a redirect to another origin ({origin}): "
                 "credentials are never sent across origins",
                 status_code=resp.status,
                 url=safe_url(base),
                 request_id=resp.headers.get("X-Request-ID"),
+            )
+        if target.raw_user is not None or target.raw_password is not None:
+            raise ResponseValidationError(
+                f"refused to follow a redirect whose Location carries user info, "
+                f"from {safe_url(base)}"
             )
         return target
 
@@ -613,37 +571,13 @@ class HTTPCore:
             request_id=resp.headers.get("X-Request-ID"),
         )
         if status in self.retry.retry_statuses:
-            raise _Retryable(error, parse_retry_after(resp.headers.get("Retry-After")))
+            raise Retryable(error, parse_retry_after(resp.headers.get("Retry-After")))
         raise error
-
-
-def _failure_of(state: tenacity.RetryCallState) -> _Retryable:
-    outcome = state.outcome
-    assert outcome is not None
-    exc = outcome.exception()
-    assert isinstance(exc, _Retryable)
-    return exc
-
-
-def _raise_final(failure: _Retryable) -> NoReturn:
-    error = failure.error
-    raise error from error.__cause__
 
 
 def _chain(error: CloudCredsError, cause: BaseException) -> CloudCredsError:
     error.__cause__ = cause
     return error
-
-
-def _describe_timeout(timeout: aiohttp.ClientTimeout) -> str:
-    parts = []
-    if timeout.sock_connect is not None:
-        parts.append(f"connect {timeout.sock_connect:g}s")
-    if timeout.sock_read is not None:
-        parts.append(f"read {timeout.sock_read:g}s")
-    if timeout.total is not None:
-        parts.append(f"total {timeout.total:g}s")
-    return ", ".join(parts) or "no limit"
 
 
 def _describe_connection_error(exc: BaseException) -> str:

@@ -6,7 +6,6 @@ import asyncio
 import functools
 import os
 from collections.abc import Coroutine, Iterable
-from types import TracebackType
 from typing import Any, Literal, NotRequired, TypeVar
 from urllib.parse import quote
 
@@ -14,16 +13,20 @@ import aiohttp
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
-from ._config import DEFAULT_CLOUD_API_URL, DEFAULT_SESSION_KEY_ENV, MASK, RetryPolicy, Timeouts
+from ._config import DEFAULT_SESSION_KEY_ENV, MASK, RetryPolicy, Timeouts
 from ._errors import (
     ConfigurationError,
     NotFoundError,
     PermissionDeniedError,
     ResponseValidationError,
 )
-from ._http import Answer, HTTPCore, check_base_url, check_header_value, safe_url
+from ._headers import check_header_value
+from ._http import Answer, HTTPCore
+from ._lifecycle import AsyncResource
 from ._llm import LLM
 from ._models import RedactedFrozenModel
+from ._settings import read_settings
+from ._urls import check_base_url, safe_url
 from .secrets import EnvHeaderLookupSecret
 from .secrets._base import validation_message
 from .secrets._env import check_env_name
@@ -32,7 +35,6 @@ from .secrets._lookup import issued_reference
 __all__ = ["CloudWorkspace", "Credentials"]
 
 _ME_PATH = "/api/v1/users/me?expose_secrets=true"
-_M = TypeVar("_M", bound=BaseModel)
 _A = TypeVar("_A")
 _B = TypeVar("_B")
 _SESSION_HEADER = "X-Session-API-Key"
@@ -96,77 +98,6 @@ def _secret(value: str | SecretStr | None, what: str, *, required: bool) -> Secr
 def _quote_part(name: str) -> str:
     """``name`` quoted as one URL path segment (cached: a fan-out repeats the same names)."""
     return quote(name, safe="")
-
-
-# A fan-out builds a Credentials, an LLM and a reference per secret for every sandbox,
-# from values already validated (or made here): build them the way model_construct does
-# (same __dict__, extra and private) at a third of its cost. The instances of a model
-# share one fields-set, which frozen models never change (model_copy copies it first).
-# If a model is not the one this was written for, model_construct or validation is used.
-_REF_FIELDS = ("kind", "description", "url", "headers", "env_headers")
-_REF_FIELDS_SET = {"description", "url", "env_headers"}  # as a user would build one
-_REF_KIND = EnvHeaderLookupSecret.model_fields["kind"].default
-_CREDS_FIELDS = ("llm", "secrets")
-_CREDS_FIELDS_SET = set(_CREDS_FIELDS)
-_LLM_FIELDS = ("model", "api_key", "base_url")
-_LLM_FIELDS_SET = set(_LLM_FIELDS)
-
-
-def _constructible(cls: type[BaseModel], fields: tuple[str, ...]) -> bool:
-    return (
-        tuple(cls.model_fields) == fields
-        and cls.model_config.get("frozen") is True
-        and not cls.__pydantic_post_init__
-        and not cls.__private_attributes__
-    )
-
-
-_MODEL_SLOTS = ("__dict__", "__pydantic_fields_set__", "__pydantic_extra__", "__pydantic_private__")
-_FAST = (
-    BaseModel.__slots__ == _MODEL_SLOTS
-    and _constructible(EnvHeaderLookupSecret, _REF_FIELDS)
-    and _constructible(Credentials, _CREDS_FIELDS)
-    and _constructible(LLM, _LLM_FIELDS)
-)
-# BaseModel's slots, set through their descriptors (as pydantic does, minus a lookup).
-_set_dict = object.__setattr__
-_set_fields_set = vars(BaseModel)["__pydantic_fields_set__"].__set__
-_set_extra = vars(BaseModel)["__pydantic_extra__"].__set__
-_set_private = vars(BaseModel)["__pydantic_private__"].__set__
-_LLM_UNVALIDATED = (  # an LLM of the account's own settings needs no further validation
-    _FAST
-    and LLM.model_config.get("extra") == "allow"
-    and not any(
-        getattr(LLM.__pydantic_decorators__, kind)
-        for kind in ("validators", "field_validators", "root_validators", "model_validators")
-    )
-)
-
-
-def _construct(cls: type[_M], values: dict[str, Any], fields_set: set[str]) -> _M:
-    """``cls`` from trusted ``values``, without validation (see above)."""
-    if not _FAST:  # pragma: no cover - only if a model's fields change
-        return cls.model_construct(set(fields_set), **values)
-    model = cls.__new__(cls)
-    _set_dict(model, "__dict__", values)
-    _set_fields_set(model, fields_set)
-    _set_extra(model, {} if cls is LLM else None)
-    _set_private(model, None)
-    return model
-
-
-def _reference(
-    url: str, description: str | None, env_headers: dict[str, str]
-) -> EnvHeaderLookupSecret:
-    """An :class:`EnvHeaderLookupSecret` from trusted parts, without validation."""
-    values = {
-        "kind": _REF_KIND,
-        "description": description,
-        "url": url,
-        "headers": {},
-        "env_headers": env_headers,
-    }
-    return _construct(EnvHeaderLookupSecret, values, _REF_FIELDS_SET)
 
 
 async def _both(first: Coroutine[Any, Any, _A], second: Coroutine[Any, Any, _B]) -> tuple[_A, _B]:
@@ -240,7 +171,7 @@ def _parse(model: type[BaseModel], answer: Answer, what: str) -> Any:
     )
 
 
-class CloudWorkspace:
+class CloudWorkspace(AsyncResource):
     """One sandbox's access to its user's cloud credentials.
 
     Fetches the user's LLM settings and the names of their secrets from the
@@ -317,9 +248,9 @@ class CloudWorkspace:
         *,
         owns_http: bool,
     ) -> None:
+        super().__init__()
         self._http = http
         self._owns_http = owns_http
-        self._closed = False
         if not isinstance(sandbox_id, str) or not sandbox_id.strip():
             raise ConfigurationError("sandbox_id must be a non-empty string")
         if sandbox_id in _DOT_SEGMENTS:
@@ -352,16 +283,13 @@ class CloudWorkspace:
         the constructor (``retry=``, ``timeout=``, ``session=``...).
 
         Raises:
-            ConfigurationError: A required variable is missing (the message names it).
+            ConfigurationError: A required variable is missing or empty (the message
+                names it).
         """
-        missing = [name for name in ("OPENHANDS_API_KEY", "SANDBOX_ID") if not os.environ.get(name)]
-        if missing:
-            raise ConfigurationError(
-                f"environment variable{'s' if len(missing) > 1 else ''} "
-                f"{' and '.join(missing)} must be set"
-            )
-        url = os.environ.get("OPENHANDS_CLOUD_API_URL") or DEFAULT_CLOUD_API_URL
-        return cls(url, os.environ["OPENHANDS_API_KEY"], os.environ["SANDBOX_ID"], **kwargs)
+        settings = read_settings(require=("api_key", "sandbox_id"), environ=kwargs.get("environ"))
+        assert settings.api_key is not None
+        assert settings.sandbox_id is not None
+        return cls(settings.url, settings.api_key, settings.sandbox_id, **kwargs)
 
     # -- properties ----------------------------------------------------------------
 
@@ -380,11 +308,6 @@ class CloudWorkspace:
         """The environment variable secret references read the session key from."""
         return self._session_key_env
 
-    @property
-    def closed(self) -> bool:
-        """Whether :meth:`aclose` was called."""
-        return self._closed
-
     def __repr__(self) -> str:
         return (
             f"CloudWorkspace(cloud_api_url={self._base!r}, sandbox_id={self._sandbox_id!r}, "
@@ -393,30 +316,13 @@ class CloudWorkspace:
 
     # -- lifecycle -----------------------------------------------------------------
 
-    async def aclose(self) -> None:
-        """Close the workspace and the session it created. Idempotent.
-
-        A borrowed session, or a :class:`CloudClient`'s pool, is left open.
-        """
-        self._closed = True
+    async def _release(self) -> None:
+        """Close the session this workspace created; a borrowed one, or a pool, stays open."""
         if self._owns_http:
             await self._http.aclose()
 
-    async def __aenter__(self) -> CloudWorkspace:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    def __del__(self) -> None:
-        http = getattr(self, "_http", None)
-        if http is not None and getattr(self, "_owns_http", False):
-            http.warn_if_unclosed(self)
+    def _owns_open_resources(self) -> bool:
+        return self._owns_http and self._http.has_open_owned_session
 
     # -- requests ------------------------------------------------------------------
 
@@ -433,12 +339,8 @@ class CloudWorkspace:
             value, header=_SESSION_HEADER, source=f"environment variable {self._session_key_env}"
         )
 
-    def _check_open(self) -> None:
-        if self._closed:
-            raise ConfigurationError("this CloudWorkspace is closed; create a new one")
-
     async def _fetch_user(self) -> _UserInfo:
-        self._check_open()
+        self.check_open()
         headers = {
             "Authorization": self._bearer,
             _SESSION_HEADER: self._session_key_value(),
@@ -456,21 +358,13 @@ class CloudWorkspace:
         return info
 
     async def _fetch_secret_list(self) -> _SecretList:
-        self._check_open()
+        self.check_open()
         headers = {_SESSION_HEADER: self._session_key_value(), "Accept": "application/json"}
         answer = await self._http.get(self._secrets_url, headers)
         result: _SecretList = _parse(_SecretList, answer, "secret list")
         return result
 
     def _make_llm(self, info: _UserInfo, overrides: dict[str, Any]) -> LLM:
-        if not overrides and info.llm_model and _LLM_UNVALIDATED:  # as parsed: no validation
-            api_key = info.llm_api_key
-            values = {
-                "model": info.llm_model,
-                "api_key": api_key if api_key is None or api_key.get_secret_value() else None,
-                "base_url": info.llm_base_url or None,
-            }
-            return _construct(LLM, values, _LLM_FIELDS_SET)
         model = overrides.pop("model", None) or info.llm_model
         if not model:
             raise ConfigurationError(
@@ -582,11 +476,10 @@ class CloudWorkspace:
             missing: What to do with a requested name the account lacks.
             **llm_overrides: As for :meth:`get_llm`.
         """
-        self._check_open()
+        self.check_open()
         self._session_key_value()  # fail before any request when there is no key
         info, listing = await _both(self._fetch_user(), self._fetch_secret_list())
-        values = {
-            "llm": self._make_llm(info, llm_overrides),
-            "secrets": self._make_secrets(listing, names, missing),
-        }
-        return _construct(Credentials, values, _CREDS_FIELDS_SET)
+        return Credentials(
+            llm=self._make_llm(info, llm_overrides),
+            secrets=self._make_secrets(listing, names, missing),
+        )

@@ -23,26 +23,23 @@ Example:
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, fields
 from typing import Any, Literal, TypeVar
 
 from pydantic import SecretStr
 
-from ._config import DEFAULT_CLOUD_API_URL, DEFAULT_SESSION_KEY_ENV, RetryPolicy, Timeouts
+from ._config import DEFAULT_SESSION_KEY_ENV, RetryPolicy, Timeouts
 from ._errors import ConfigurationError
 from ._llm import LLM
 from ._resolver import SecretResolver
+from ._settings import read_settings
 from ._workspace import CloudWorkspace, Credentials
 from .secrets import EnvHeaderLookupSecret, SecretSource
 
 __all__ = ["get_credentials", "get_llm", "get_secrets", "resolve"]
 
 _T = TypeVar("_T")
-
-_URL_ENV = "OPENHANDS_CLOUD_API_URL"
-_API_KEY_ENV = "OPENHANDS_API_KEY"
-_SANDBOX_ENV = "SANDBOX_ID"
 
 
 def _check_no_running_loop(name: str, async_hint: str) -> None:
@@ -69,46 +66,59 @@ def _run(make: Callable[[], Awaitable[_T]]) -> _T:
         return runner.run(main())
 
 
-def _workspace(
-    cloud_api_url: str | None,
-    api_key: str | SecretStr | None,
-    sandbox_id: str | None,
-    *,
-    session_api_key: str | SecretStr | None,
-    session_key_env: str,
-    retry: RetryPolicy | None,
-    timeout: Timeouts | float | None,
-    allow_insecure_http: bool,
-) -> CloudWorkspace:
-    """Build a workspace, filling ``None`` arguments from the environment.
+@dataclass(frozen=True)
+class _WorkspaceArgs:
+    """The :class:`CloudWorkspace` arguments every function here takes."""
 
-    Must be called with a running loop (inside :func:`_run`): the workspace's session
-    is created lazily on that loop.
-    """
-    url = cloud_api_url or os.environ.get(_URL_ENV) or DEFAULT_CLOUD_API_URL
-    key = api_key if api_key is not None else os.environ.get(_API_KEY_ENV) or None
-    sandbox = sandbox_id if sandbox_id is not None else os.environ.get(_SANDBOX_ENV) or None
-    missing = []
-    if key is None:
-        missing.append(f"api_key= or {_API_KEY_ENV}")
-    if sandbox is None:
-        missing.append(f"sandbox_id= or {_SANDBOX_ENV}")
-    if missing:
-        raise ConfigurationError(
-            f"missing settings: pass {' and '.join(missing)} (set in the environment)"
-        )
-    assert key is not None
-    assert sandbox is not None
-    return CloudWorkspace(
-        url,
-        key,
-        sandbox,
-        session_api_key=session_api_key,
-        session_key_env=session_key_env,
-        retry=retry,
-        timeout=timeout,
-        allow_insecure_http=allow_insecure_http,
+    cloud_api_url: str | None
+    api_key: str | SecretStr | None
+    sandbox_id: str | None
+    session_api_key: str | SecretStr | None
+    session_key_env: str
+    retry: RetryPolicy | None
+    timeout: Timeouts | float | None
+    allow_insecure_http: bool
+
+    @classmethod
+    def of(cls, arguments: Mapping[str, Any]) -> _WorkspaceArgs:
+        """The workspace arguments among a public function's ``locals()``."""
+        return cls(**{field.name: arguments[field.name] for field in fields(cls)})
+
+
+def _on_workspace(
+    name: str,
+    async_hint: str,
+    args: _WorkspaceArgs,
+    call: Callable[[CloudWorkspace], Awaitable[_T]],
+) -> _T:
+    """``call(workspace)`` on a private loop; ``None`` arguments are read from the environment."""
+    _check_no_running_loop(name, async_hint)
+    # The session key is left to the workspace: it reads ``session_key_env`` when sending.
+    settings = read_settings(
+        url=args.cloud_api_url,
+        api_key=args.api_key,
+        sandbox_id=args.sandbox_id,
+        require=("api_key", "sandbox_id"),
     )
+    api_key, sandbox_id = settings.api_key, settings.sandbox_id
+    assert api_key is not None
+    assert sandbox_id is not None
+
+    async def main() -> _T:
+        # Built inside the loop: the workspace's session is created lazily on it.
+        async with CloudWorkspace(
+            settings.url,
+            api_key,
+            sandbox_id,
+            session_api_key=args.session_api_key,
+            session_key_env=args.session_key_env,
+            retry=args.retry,
+            timeout=args.timeout,
+            allow_insecure_http=args.allow_insecure_http,
+        ) as ws:
+            return await call(ws)
+
+    return _run(main)
 
 
 def get_llm(
@@ -150,22 +160,12 @@ def get_llm(
         >>> llm = sync.get_llm(temperature=0)  # doctest: +SKIP
         >>> litellm.completion(messages=[...], **llm.to_litellm_kwargs())  # doctest: +SKIP
     """
-    _check_no_running_loop("get_llm", "`llm = await CloudWorkspace(...).get_llm()`")
-
-    async def main() -> LLM:
-        async with _workspace(
-            cloud_api_url,
-            api_key,
-            sandbox_id,
-            session_api_key=session_api_key,
-            session_key_env=session_key_env,
-            retry=retry,
-            timeout=timeout,
-            allow_insecure_http=allow_insecure_http,
-        ) as ws:
-            return await ws.get_llm(**overrides)
-
-    return _run(main)
+    return _on_workspace(
+        "get_llm",
+        "`llm = await CloudWorkspace(...).get_llm()`",
+        _WorkspaceArgs.of(locals()),
+        lambda ws: ws.get_llm(**overrides),
+    )
 
 
 def get_secrets(
@@ -212,22 +212,12 @@ def get_secrets(
         >>> refs = sync.get_secrets(names=["GITHUB_TOKEN"])  # doctest: +SKIP
         >>> token = sync.resolve(refs["GITHUB_TOKEN"])  # doctest: +SKIP
     """
-    _check_no_running_loop("get_secrets", "`refs = await CloudWorkspace(...).get_secrets()`")
-
-    async def main() -> dict[str, EnvHeaderLookupSecret]:
-        async with _workspace(
-            cloud_api_url,
-            api_key,
-            sandbox_id,
-            session_api_key=session_api_key,
-            session_key_env=session_key_env,
-            retry=retry,
-            timeout=timeout,
-            allow_insecure_http=allow_insecure_http,
-        ) as ws:
-            return await ws.get_secrets(names, missing=missing)
-
-    return _run(main)
+    return _on_workspace(
+        "get_secrets",
+        "`refs = await CloudWorkspace(...).get_secrets()`",
+        _WorkspaceArgs.of(locals()),
+        lambda ws: ws.get_secrets(names, missing=missing),
+    )
 
 
 def get_credentials(
@@ -274,24 +264,12 @@ def get_credentials(
         >>> creds.llm.model, sorted(creds.secrets)  # doctest: +SKIP
         ('anthropic/claude-sonnet-4-5', ['GITHUB_TOKEN'])
     """
-    _check_no_running_loop(
-        "get_credentials", "`creds = await CloudWorkspace(...).get_credentials()`"
+    return _on_workspace(
+        "get_credentials",
+        "`creds = await CloudWorkspace(...).get_credentials()`",
+        _WorkspaceArgs.of(locals()),
+        lambda ws: ws.get_credentials(names, missing=missing, **llm_overrides),
     )
-
-    async def main() -> Credentials:
-        async with _workspace(
-            cloud_api_url,
-            api_key,
-            sandbox_id,
-            session_api_key=session_api_key,
-            session_key_env=session_key_env,
-            retry=retry,
-            timeout=timeout,
-            allow_insecure_http=allow_insecure_http,
-        ) as ws:
-            return await ws.get_credentials(names, missing=missing, **llm_overrides)
-
-    return _run(main)
 
 
 def resolve(

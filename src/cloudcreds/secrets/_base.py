@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import typing
 from abc import abstractmethod
 from collections.abc import Mapping
@@ -13,6 +12,7 @@ from pydantic_core import PydanticUndefined, to_jsonable_python
 
 from .._config import MASK
 from .._errors import ConfigurationError
+from .._jsonsafe import loads_untrusted
 from .._models import RedactedFrozenModel
 from ._context import ResolveContext
 
@@ -27,7 +27,6 @@ __all__ = [
 
 _REGISTRY: dict[str, type[SecretSource]] = {}
 _ALIASES: dict[str, str] = {}  # an older name of a kind -> the kind
-_INVALID_JSON: Any = object()
 
 
 def known_kinds() -> list[str]:
@@ -253,21 +252,12 @@ def load_secret_sources(data: Mapping[str, Any] | str | bytes) -> dict[str, Secr
     """Read what :func:`dump_secret_sources` wrote (a mapping, or its JSON text).
 
     Raises:
-        ConfigurationError: Invalid JSON, a non-mapping, or any entry that
-            :func:`parse_secret_source` refuses (the message names the entry).
+        ConfigurationError: Invalid JSON (also: bad UTF-8, nesting too deep, an integer
+            too long), a non-mapping, or any entry that :func:`parse_secret_source`
+            refuses (the message names the entry). Nothing else, whatever the input.
     """
     if isinstance(data, str | bytes):
-        try:
-            data = json.loads(data)
-        except (ValueError, RecursionError):  # its .doc holds the text: not even as context
-            # ValueError: bad JSON, bad UTF-8, an integer past Python's digit limit;
-            # RecursionError: nesting deeper than the interpreter's stack.
-            data = _INVALID_JSON
-        if data is _INVALID_JSON:
-            raise ConfigurationError(
-                "secret sources are not valid JSON (or nest too deep, or hold an integer "
-                "too long to read)"
-            )
+        data = loads_untrusted(data, error=ConfigurationError, what="the secret sources' text")
     if not isinstance(data, Mapping):
         raise ConfigurationError(
             f"secret sources must be a mapping of name to source, got {type(data).__name__}"

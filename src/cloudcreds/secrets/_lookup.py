@@ -9,7 +9,8 @@ from typing import Any, ClassVar, Literal
 from pydantic import PrivateAttr, SecretStr, field_validator
 
 from .._errors import SecretResolutionError
-from .._http import check_header_value, parse_http_url
+from .._headers import check_header_value, has_control_char
+from .._urls import parse_http_url
 from ._base import SecretSource
 from ._context import ResolveContext, check_env_name, url_origin
 from ._env import read_env
@@ -83,8 +84,11 @@ class LookupSecret(SecretSource):
         for name, value in headers.items():
             _check_header_name(name)
             raw = value.get_secret_value()
-            if "\r" in raw or "\n" in raw or "\x00" in raw:
-                raise ValueError(f"header {name} holds a CR, LF or NUL character")
+            if has_control_char(raw):
+                raise ValueError(
+                    f"header {name} holds a control character "
+                    "(CR, LF or NUL, or another C0 control or DEL)"
+                )
         return headers
 
     def __eq__(self, other: object) -> bool:
@@ -115,6 +119,21 @@ class LookupSecret(SecretSource):
 
     def _request_headers(self, ctx: ResolveContext) -> dict[str, str]:
         return {name: value.get_secret_value() for name, value in self.headers.items()}
+
+    def request_headers(self, ctx: ResolveContext) -> dict[str, str]:
+        """The headers a request for this secret sends, once the trust rule has passed.
+
+        For code that hands the request to another client (e.g. an OpenHands
+        ``LookupSecret`` with the key embedded). The origin and the environment names
+        are checked before any variable is read.
+
+        Raises:
+            UntrustedOriginError: The origin is not trusted; nothing was read.
+            SecretResolutionError: A variable is not allowed, missing, or holds a
+                control character.
+        """
+        self._check(ctx)
+        return self._request_headers(ctx)
 
     async def resolve(self, ctx: ResolveContext) -> str:
         """GET ``url`` from a trusted origin and return the body.
@@ -199,8 +218,21 @@ def issued_reference(
         description: The secret's description, as the server listed it.
         env_headers: Header name -> environment variable NAME.
     """
+    # model_construct (no validation: the parts are the workspace's own) with every field
+    # given, which skips the lookup of defaults and costs about half of model_construct
+    # with defaults (a fan-out builds one per secret per sandbox). Each reference gets
+    # its own fields-set, headers and env_headers.
     reference = EnvHeaderLookupSecret.model_construct(
-        description=description, url=url, env_headers=env_headers
+        set(_ISSUED_FIELDS_SET),
+        kind=_KIND,
+        description=description,
+        url=url,
+        headers={},
+        env_headers=env_headers,
     )
     reference._issued = _Issued(url, frozenset(env_headers.values()))
     return reference
+
+
+_KIND = EnvHeaderLookupSecret.model_fields["kind"].default
+_ISSUED_FIELDS_SET = frozenset({"description", "url", "env_headers"})  # as a user builds one

@@ -1,0 +1,284 @@
+"""The fake-cloud commands: ``demo`` (the main job on an embedded FakeCloud) and ``serve``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shlex
+import signal
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+from pydantic import SecretStr
+
+from .._config import MASK
+from .._errors import CloudCredsError, ConfigurationError
+from .._workspace import CloudWorkspace
+from ._args import API_KEY_ENV, SANDBOX_ENV, SESSION_ENV, URL_ENV, add_subparser, tcp_port
+from ._exits import ExitCode
+from ._output import llm_data, print_json, table
+from ._product import resolve_as_sandbox
+
+if TYPE_CHECKING:
+    from ..testing import FakeCloud
+
+__all__ = ["DEMO_LATENCY", "register"]
+
+#: What the embedded FakeCloud of ``demo`` adds to every answer, to mimic a network.
+DEMO_LATENCY: Final = 0.05
+
+
+def register(sub: Any) -> None:
+    """Add ``demo`` and ``serve`` to the subcommands ``sub``."""
+    p = add_subparser(
+        sub,
+        "demo",
+        "the main job on an embedded FakeCloud, with a redacted report",
+        "Start an embedded FakeCloud with a demo account, fetch the LLM settings and the "
+        "secret list concurrently, resolve every secret reference as a sandbox would, and "
+        "print a redacted report. No account or network needed.",
+        "  cloudcreds demo --json",
+    )
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(handler=_cmd_demo)
+
+    p = add_subparser(
+        sub,
+        "serve",
+        "run FakeCloud standalone",
+        "Run FakeCloud, the fake OpenHands Cloud API, until Ctrl-C or SIGTERM. Print its URL "
+        "and its (fake) credentials as `export` lines a shell can source. The default seed "
+        "is the demo account.",
+        "  cloudcreds serve --port 8000 > fakecloud.env &\n  . ./fakecloud.env && cloudcreds llm",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument(
+        "--port", type=tcp_port, default=0, help="TCP port (default 0: a free port, printed)"
+    )
+    p.add_argument(
+        "--seed",
+        metavar="FILE",
+        help="JSON file in FakeCloud's seed format (FakeCloud.dump_seed()); default: demo seed",
+    )
+    p.set_defaults(handler=_cmd_serve)
+
+
+@dataclass
+class _Phase:
+    requests: int
+    peak_in_flight: int
+    seconds: float
+
+
+async def _demo_report() -> dict[str, Any]:
+    from ..testing import FakeCloud
+
+    seed = FakeCloud.demo_seed()
+    user = seed["users"][0]
+    sandbox = user["sandboxes"][0]
+    async with FakeCloud(seed=seed) as cloud:
+        cloud.set_latency(DEMO_LATENCY)
+
+        started = time.perf_counter()
+        async with CloudWorkspace(
+            cloud.url, user["api_key"], sandbox["id"], session_api_key=sandbox["session_api_key"]
+        ) as ws:
+            creds = await ws.get_credentials()
+        fetch = _Phase(len(cloud.requests), cloud.peak_in_flight, time.perf_counter() - started)
+        cloud.reset_stats()
+
+        started = time.perf_counter()
+        values = await resolve_as_sandbox(
+            creds.secrets,
+            SecretStr(sandbox["session_api_key"]),
+            retry=None,
+            timeouts=None,
+            trusted_origins=[cloud.url],  # the demo trusts its own embedded fake
+        )
+        lengths = {name: len(value) for name, value in values.items()}
+        del values
+        resolve = _Phase(len(cloud.requests), cloud.peak_in_flight, time.perf_counter() - started)
+        url = cloud.url
+
+    peak = max(fetch.peak_in_flight, resolve.peak_in_flight)
+    return {
+        "cloud_url": url,
+        "sandbox_id": sandbox["id"],
+        "simulated_latency_ms": round(DEMO_LATENCY * 1000),
+        "llm": llm_data(creds.llm),
+        "secrets": [
+            {
+                "name": name,
+                "description": ref.description,
+                "resolved": True,
+                "chars": lengths[name],
+            }
+            for name, ref in creds.secrets.items()
+        ],
+        "phases": {
+            "fetch": {
+                "requests": fetch.requests,
+                "peak_in_flight": fetch.peak_in_flight,
+                "ms": round(fetch.seconds * 1000),
+            },
+            "resolve": {
+                "requests": resolve.requests,
+                "peak_in_flight": resolve.peak_in_flight,
+                "ms": round(resolve.seconds * 1000),
+            },
+        },
+        "requests": {
+            "total": fetch.requests + resolve.requests,
+            "peak_in_flight": peak,
+            "concurrent": peak > 1,
+        },
+    }
+
+
+def _demo_text(report: Mapping[str, Any]) -> list[str]:
+    llm = report["llm"]
+    fetch = report["phases"]["fetch"]
+    resolve = report["phases"]["resolve"]
+    requests = report["requests"]
+    latency = report["simulated_latency_ms"]
+    key = f"{MASK} (inherited; never printed)" if llm["api_key"] else "(none on the account)"
+    secrets = report["secrets"]
+    return [
+        "cloudcreds demo: an agent in a cloud sandbox inherits its user's credentials",
+        f"  FakeCloud: {report['cloud_url']}",
+        f"             (embedded fake of the OpenHands Cloud API; every answer delayed "
+        f"{latency} ms to mimic a network)",
+        f"  sandbox:   {report['sandbox_id']}",
+        "",
+        f"1. LLM settings and secret list, fetched concurrently "
+        f"({fetch['requests']} requests, {fetch['ms']} ms):",
+        *table(
+            [
+                ("model:", llm["model"]),
+                ("base URL:", llm["base_url"] or "(default)"),
+                ("API key:", key),
+            ],
+            "   ",
+        ),
+        "",
+        "2. Secret references (the secret's URL and the NAME of the variable holding the "
+        "session key; no value):",
+        *(
+            table([(s["name"], s["description"] or "(no description)") for s in secrets], "   ")
+            or ["   (no secrets)"]
+        ),
+        "",
+        f"3. Resolved as the sandbox would, reading {SESSION_ENV} from its environment "
+        f"({resolve['requests']} requests, {resolve['ms']} ms):",
+        *(
+            table([(s["name"], f"resolved ({s['chars']} chars)") for s in secrets], "   ")
+            or ["   (nothing to resolve)"]
+        ),
+        "",
+        f"HTTP requests: {requests['total']} in total, up to {requests['peak_in_flight']} in "
+        f"flight at once" + (" (they ran concurrently)." if requests["concurrent"] else "."),
+        "No key, session key or secret value was printed.",
+    ]
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    report = asyncio.run(_demo_report())
+    if args.json:
+        print_json(report)
+    else:
+        print("\n".join(_demo_text(report)))
+    return ExitCode.OK
+
+
+def _load_seed(file: str) -> Any:
+    try:
+        text = Path(file).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read seed file {file}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigurationError(f"seed file {file} is not UTF-8 text") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigurationError(
+            f"seed file {file} is not valid JSON ({exc.msg}, line {exc.lineno})"
+        ) from None
+
+
+def _serve_lines(cloud: FakeCloud) -> list[str]:
+    """The ``export`` lines for the first sandbox, and comments for the others."""
+    lines = [
+        f"# FakeCloud (fake OpenHands Cloud API) listening on {cloud.url}; stop with Ctrl-C.",
+        "# Fake credentials, printed on purpose: source these lines in a shell.",
+        f"export {URL_ENV}={shlex.quote(cloud.url)}",
+    ]
+    # Sandboxes without an owner (a FakeCloud test case) have no API key to print.
+    owned = [(s, cloud.users[s.user_id]) for s in cloud.sandboxes.values() if s.user_id is not None]
+    if owned:
+        first, owner = owned[0]
+        lines += [
+            f"export {API_KEY_ENV}={shlex.quote(owner.api_key)}",
+            f"export {SANDBOX_ENV}={shlex.quote(first.id)}",
+            f"export {SESSION_ENV}={shlex.quote(first.session_api_key)}",
+        ]
+        for other, other_owner in owned[1:]:
+            lines.append(
+                f"# also: {API_KEY_ENV}={shlex.quote(other_owner.api_key)} "
+                f"{SANDBOX_ENV}={shlex.quote(other.id)} "
+                f"{SESSION_ENV}={shlex.quote(other.session_api_key)}"
+                + ("" if other.running else "  (not running)")
+            )
+    else:
+        users = list(cloud.users.values())
+        if users:
+            lines.append(f"export {API_KEY_ENV}={shlex.quote(users[0].api_key)}")
+        lines.append("# the seed has no sandbox")
+    return lines
+
+
+async def _serve(host: str, port: int, seed: Any, origin: str) -> int:
+    from ..testing import FakeCloud
+
+    try:
+        cloud = FakeCloud(host=host, port=port, seed=seed)
+    except (ValueError, TypeError) as exc:
+        raise ConfigurationError(f"{origin}: {exc}") from None
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        try:
+            await cloud.start()
+        except OSError as exc:
+            raise CloudCredsError(
+                f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+            ) from None
+        try:
+            sys.stdout.write("\n".join(_serve_lines(cloud)) + "\n")
+            sys.stdout.flush()
+            await stop.wait()
+        finally:
+            await cloud.stop()
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+    return ExitCode.OK
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from ..testing import FakeCloud
+
+    if args.seed is None:
+        seed: Any = FakeCloud.demo_seed()
+        origin = "the demo seed"
+    else:
+        seed = _load_seed(args.seed)
+        origin = f"seed file {args.seed}"
+    return asyncio.run(_serve(args.host, args.port, seed, origin))

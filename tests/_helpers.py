@@ -1,0 +1,126 @@
+"""Helpers the tests import: canary values, the seeded account, waiting, a closed port,
+raw requests to a FakeCloud.
+
+Fixtures stay in ``conftest.py`` (pytest finds them there); everything a test module
+imports by name lives here, so no test imports ``conftest``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import pytest
+from yarl import URL
+
+from cloudcreds import CloudWorkspace, RetryPolicy
+from cloudcreds.testing import FakeCloud, FakeSandbox, FakeUser
+
+# Every environment variable the library reads: tests start without them.
+LIBRARY_ENV = (
+    "OPENHANDS_CLOUD_API_URL",
+    "OPENHANDS_API_KEY",
+    "SANDBOX_ID",
+    "SESSION_API_KEY",
+    "CLOUDCREDS_TRUSTED_ORIGINS",
+    "CLOUDCREDS_ALLOWED_ENV",
+)
+
+# Canary values: distinct, recognisable, and never allowed to appear in any output.
+CANARY_API_KEY = "canary-api-key-7f3a9c"
+CANARY_SESSION_KEY = "canary-session-key-b81d2e"
+CANARY_LLM_KEY = "sk-canary-llm-key-4c6e0a"
+CANARY_SECRET = "ghp_canary_secret_value_93kd7"
+CANARIES = (CANARY_API_KEY, CANARY_SESSION_KEY, CANARY_LLM_KEY, CANARY_SECRET)
+
+#: Retries without sleeping, so retry tests are fast and deterministic.
+FAST_RETRY = RetryPolicy(attempts=4, initial_backoff=0, max_backoff=0, max_retry_after=0.05)
+
+
+@dataclass
+class Account:
+    """A seeded FakeCloud account whose keys are the canary values."""
+
+    cloud: FakeCloud
+    user: FakeUser
+    sandbox: FakeSandbox
+
+    @property
+    def url(self) -> str:
+        """The FakeCloud's base URL."""
+        return self.cloud.url
+
+    def workspace(self, **kwargs: object) -> CloudWorkspace:
+        """A CloudWorkspace of the account's sandbox (canary keys, fast retries)."""
+        kwargs.setdefault("session_api_key", CANARY_SESSION_KEY)
+        kwargs.setdefault("retry", FAST_RETRY)
+        return CloudWorkspace(self.cloud.url, CANARY_API_KEY, self.sandbox.id, **kwargs)  # type: ignore[arg-type]
+
+
+def assert_no_canary(text: str) -> None:
+    """Fail (without printing the canary) if any canary value appears in ``text``."""
+    __tracebackhide__ = True  # pytest would show `text` in the failure report
+    found = [i for i, canary in enumerate(CANARIES) if canary in text]
+    assert not found, f"canary value(s) #{found} leaked"
+
+
+async def wait_until(condition: Callable[[], object], *, within: float = 5.0) -> None:
+    """Poll ``condition`` every few milliseconds; fail if it stays false for ``within`` s.
+
+    ``within`` only catches a hang: it is never a claim about speed.
+    """
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail("condition not reached in time")
+        await asyncio.sleep(0.005)
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+class Seen:
+    """What a plain aiohttp client saw of an answer: status, headers and body."""
+
+    def __init__(self, status: int, headers: Mapping[str, str], raw: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.raw = raw
+        self.content_type = headers.get("Content-Type", "")
+
+    def json(self) -> Any:
+        """The body decoded as JSON."""
+        return json.loads(self.raw)
+
+    @property
+    def detail(self) -> str:
+        """The ``detail`` sentence of a JSON error body."""
+        detail = self.json()["detail"]
+        assert isinstance(detail, str)
+        return detail
+
+
+async def fetch(
+    http: aiohttp.ClientSession,
+    cloud: FakeCloud,
+    path: str,
+    headers: Mapping[str, str] | None = None,
+    *,
+    method: str = "GET",
+) -> Seen:
+    """Send one request to a FakeCloud with plain aiohttp: the path as given (already
+    percent-encoded), no redirect followed."""
+    url = URL(cloud.url + path, encoded=True)
+    async with http.request(method, url, headers=headers, allow_redirects=False) as resp:
+        return Seen(resp.status, resp.headers, await resp.read())
