@@ -15,6 +15,7 @@ from .._errors import ConfigurationError
 from .._jsonsafe import loads_untrusted
 from .._models import RedactedFrozenModel
 from ._context import ResolveContext
+from ._plugins import ENTRY_POINT_GROUP, load_plugins_for
 
 __all__ = [
     "SecretSource",
@@ -61,6 +62,11 @@ class SecretSource(RedactedFrozenModel):
 
             async def resolve(self, ctx: ResolveContext) -> str:
                 return await ctx.fetch_text(f"https://vault.example.com/v1/{self.path}")
+
+    A package can also advertise its kinds in the entry-point group
+    ``cloudcreds.secret_sources`` (``VaultSecret = "cloudcreds_vault:VaultSecret"``):
+    the first time data names a kind that is not registered, the installed plug-ins
+    are imported, so no import is needed beforehand.
 
     Sources are frozen pydantic models. Secret fields should be :class:`SecretStr`:
     they are masked in ``repr``, ``str`` and default dumps. By convention the kind is
@@ -199,10 +205,14 @@ def parse_secret_source(data: Mapping[str, Any] | SecretSource) -> SecretSource:
         )
     kind = data.get("kind")
     cls = _registered_by(kind) if isinstance(kind, str) else None
+    if cls is None and isinstance(kind, str):
+        load_plugins_for(kind)  # an installed package may advertise it
+        cls = _registered_by(kind)
     if cls is None:
         raise ConfigurationError(
             f"unknown secret source kind {kind!r}; known kinds: {', '.join(known_kinds())}"
-            " (a custom kind must be imported before it is parsed)"
+            " (a custom kind must be imported before it is parsed, or advertised by an "
+            f"installed package in the entry-point group {ENTRY_POINT_GROUP!r})"
         )
     try:
         source = cls.model_validate(data)
