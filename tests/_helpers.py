@@ -8,6 +8,7 @@ imports by name lives here, so no test imports ``conftest``.
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import json
 import socket
 import time
@@ -70,6 +71,16 @@ def assert_no_canary(text: str) -> None:
     assert not found, f"canary value(s) #{found} leaked"
 
 
+def error_text(error: BaseException) -> str:
+    """Everything an error shows: message, repr and its chain's messages."""
+    parts = []
+    seen: BaseException | None = error
+    while seen is not None:
+        parts += [str(seen), repr(seen)]
+        seen = seen.__cause__ or seen.__context__
+    return "\n".join(parts)
+
+
 async def wait_until(condition: Callable[[], object], *, within: float = 5.0) -> None:
     """Poll ``condition`` every few milliseconds; fail if it stays false for ``within`` s.
 
@@ -80,6 +91,11 @@ async def wait_until(condition: Callable[[], object], *, within: float = 5.0) ->
         if time.monotonic() > deadline:
             pytest.fail("condition not reached in time")
         await asyncio.sleep(0.005)
+
+
+def http_date_in(seconds: float) -> str:
+    """An HTTP date ``seconds`` from now (negative: in the past), as ``Retry-After`` takes."""
+    return email.utils.formatdate(time.time() + seconds, usegmt=True)
 
 
 def closed_port() -> int:

@@ -8,7 +8,8 @@ documents:
 
 * a retryable fault injected once: the call succeeds on the next attempt, after one
   announced retry whose wait is the expected one (zero backoff, or the server's
-  ``Retry-After`` capped by ``max_retry_after``);
+  ``Retry-After`` capped by ``max_retry_after``), with exactly two requests in all (this
+  row is the transient-fault-then-success test, for every operation);
 * a retryable fault that persists: the row's typed error (the exact class) after
   exactly ``ATTEMPTS`` attempts, well within the policy's deadline;
 * a non-retryable fault: its typed error at once, after one request, whichever mode.
@@ -23,7 +24,6 @@ a tiny read timeout, so a loaded machine cannot turn another row into a timeout.
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -60,6 +60,7 @@ from _helpers import (
     Account,
     assert_no_canary,
     closed_port,
+    http_date_in,
 )
 
 ATTEMPTS = 3
@@ -88,10 +89,6 @@ VALUE = "/api/v1/sandboxes/sb-1/settings/secrets/GITHUB_TOKEN"
 
 MALFORMED = b'{"secrets": [{"name": "GITHUB_TOKEN"'
 HTML = b"<html><body>Sign in to continue</body></html>"
-
-
-def _http_date_in(seconds: float) -> str:
-    return email.utils.formatdate(time.time() + seconds, usegmt=True)
 
 
 # --------------------------------------------------------------------------- the faults
@@ -148,7 +145,7 @@ def _status_rows() -> list[Row]:
             return Fault.status(status, retry_after=7)  # capped to MAX_RETRY_AFTER
 
         def date(status: int = status) -> Fault:
-            return Fault.status(status, retry_after=_http_date_in(120))  # capped as well
+            return Fault.status(status, retry_after=http_date_in(120))  # capped as well
 
         rows += [
             Row(f"{status}", plain, True, error, status, wait=0.0),
@@ -341,6 +338,7 @@ async def test_fault_matrix(
         else:  # aiohttp's own resend may absorb a single drop before the library sees it
             assert waits in ([], [row.wait]), "expected at most one retry"
         assert requests == 2
+        assert len(cloud.requests) == requests, "the retry requested another path too"
         return
 
     assert error is not None, f"{row.id} ({mode}) should fail"

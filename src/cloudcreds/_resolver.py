@@ -169,10 +169,13 @@ class SecretResolver(AsyncResource):
         """The context sources are resolved with."""
         return self._ctx
 
-    def __repr__(self) -> str:
+    def __repr__(self) -> str:  # getattr: a half-built resolver (constructor raised) too
+        ctx = getattr(self, "_ctx", None)
         return (
-            f"SecretResolver(cache_ttl={self._ttl!r}, cached={len(self._cache)}, "
-            f"in_flight={len(self._inflight)}, trusted_origins={self._ctx.trusted_origins!r})"
+            f"SecretResolver(cache_ttl={getattr(self, '_ttl', None)!r}, "
+            f"cached={len(getattr(self, '_cache', ()))}, "
+            f"in_flight={len(getattr(self, '_inflight', ()))}, "
+            f"trusted_origins={getattr(ctx, 'trusted_origins', None)!r})"
         )
 
     # -- resolving -----------------------------------------------------------------

@@ -43,7 +43,7 @@ from pydantic import (
 
 from ._config import MASK
 from ._errors import ConfigurationError
-from ._llm import LLM
+from ._models import LLM
 from .secrets import EnvHeaderLookupSecret as CloudEnvHeaderLookupSecret
 from .secrets import LookupSecret as CloudLookupSecret
 from .secrets import ResolveContext

@@ -30,11 +30,12 @@ from typing import Any, Literal, TypeVar
 from pydantic import SecretStr
 
 from ._config import DEFAULT_SESSION_KEY_ENV, RetryPolicy, Timeouts
+from ._credentials import Credentials
 from ._errors import ConfigurationError
-from ._llm import LLM
+from ._models import LLM
 from ._resolver import SecretResolver
 from ._settings import read_settings
-from ._workspace import CloudWorkspace, Credentials
+from ._workspace import CloudWorkspace
 from .secrets import EnvHeaderLookupSecret, SecretSource
 
 __all__ = ["get_credentials", "get_llm", "get_secrets", "resolve"]

@@ -11,8 +11,8 @@ from typing import Any, Final, TextIO
 
 from .._client import CloudClient
 from .._config import DEFAULT_CLIENT_CONCURRENCY
+from .._credentials import Credentials
 from .._errors import APIStatusError, CloudCredsError, ConfigurationError
-from .._workspace import Credentials
 from ._args import API_KEY_ONLY, add_connection, add_subparser, connection, positive_int
 from ._exits import ExitCode
 from ._output import one_line

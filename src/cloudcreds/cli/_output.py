@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from .._config import MASK
-from .._llm import LLM
+from .._models import LLM
 
 __all__ = ["PROG", "error", "llm_data", "one_line", "print_json", "table", "warn"]
 

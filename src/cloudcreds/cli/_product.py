@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from .._config import MASK, RetryPolicy, Timeouts
-from .._llm import LLM
+from .._models import LLM
 from .._resolver import SecretResolver
 from ._args import SECRET_LIST, SESSION_ENV, USERS_ME, add_connection, add_subparser, connection
 from ._exits import ExitCode

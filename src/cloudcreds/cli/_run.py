@@ -13,9 +13,9 @@ from collections.abc import Mapping, Sequence
 from types import FrameType
 from typing import Any, Final
 
+from .._credentials import Credentials
 from .._errors import ConfigurationError, SecretResolutionError
-from .._llm import LLM
-from .._workspace import Credentials
+from .._models import LLM
 from ._args import USERS_ME, add_connection, add_subparser, connection
 from ._exits import CommandError, ExitCode
 from ._output import warn

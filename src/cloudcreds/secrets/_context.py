@@ -399,8 +399,9 @@ class ResolveContext(AsyncResource):
     def __reduce_ex__(self, protocol: Any) -> NoReturn:
         refuse_pickling(self)
 
-    def __repr__(self) -> str:
+    def __repr__(self) -> str:  # getattr: a half-built context (constructor raised) too
         return (
-            f"ResolveContext(trusted_origins={self.trusted_origins!r}, "
-            f"allowed_env={self.allowed_env!r}, retry={self.retry!r})"
+            f"ResolveContext(trusted_origins={getattr(self, 'trusted_origins', None)!r}, "
+            f"allowed_env={getattr(self, 'allowed_env', None)!r}, "
+            f"retry={getattr(self, 'retry', None)!r})"
         )
