@@ -50,7 +50,6 @@ from .secrets import ResolveContext
 from .secrets import SecretSource as CloudSecretSource
 from .secrets import StaticSecret as CloudStaticSecret
 from .secrets._base import validation_message
-from .secrets._env import read_env
 
 #: The command that installs what this module needs.
 INSTALL_HINT: Final = "pip install 'cloudcreds[openhands]'"
@@ -249,12 +248,8 @@ def _openhands_secret(
 
 def _embedded_lookup(source: CloudLookupSecret) -> OpenHandsLookupSecret:
     """OpenHands' own LookupSecret, with each env-header value read now and embedded."""
-    ctx = ResolveContext()
-    ctx.check_origin(source.url)  # never embed a key for an untrusted origin
-    headers = {name: value.get_secret_value() for name, value in source.headers.items()}
-    if isinstance(source, CloudEnvHeaderLookupSecret):
-        for header, env in source.env_headers.items():
-            headers[header] = read_env(ctx.environ, env, purpose=f"the {header} header")
+    # The trust rule first (origin, allowed env names): never embed a key for elsewhere.
+    headers = source.request_headers(ResolveContext())
     return OpenHandsLookupSecret(url=source.url, headers=headers, description=source.description)
 
 
