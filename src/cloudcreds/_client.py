@@ -10,7 +10,13 @@ import aiohttp
 import anyio
 from pydantic import SecretStr
 
-from ._config import DEFAULT_CLIENT_CONCURRENCY, DEFAULT_SESSION_KEY_ENV, RetryPolicy, Timeouts
+from ._config import (
+    DEFAULT_CLIENT_CONCURRENCY,
+    DEFAULT_SESSION_KEY_ENV,
+    RetryBudget,
+    RetryPolicy,
+    Timeouts,
+)
 from ._errors import CloudCredsError, ConfigurationError
 from ._http import HTTPCore
 from ._lifecycle import AsyncResource
@@ -39,6 +45,9 @@ class CloudClient(AsyncResource):
         timeout: Per-attempt :class:`Timeouts`, or a float for the total.
         max_concurrency: Most HTTP requests in flight at once.
         allow_insecure_http: Allow ``http://`` to a host that is not loopback.
+        retry_budget: The retry budget all requests of this client share (a token
+            bucket that retries spend and successes refill: against a cloud that is
+            down, a fan-out stops retrying after about 100 retries); ``None`` disables it.
     """
 
     def __init__(
@@ -51,6 +60,7 @@ class CloudClient(AsyncResource):
         timeout: Timeouts | float | None = None,
         max_concurrency: int = DEFAULT_CLIENT_CONCURRENCY,
         allow_insecure_http: bool = False,
+        retry_budget: RetryBudget | None = RetryBudget(),  # noqa: B008 - a frozen value
     ) -> None:
         super().__init__()
         if not isinstance(max_concurrency, int) or max_concurrency < 1:
@@ -66,6 +76,7 @@ class CloudClient(AsyncResource):
             timeouts=timeout,
             limiter=asyncio.Semaphore(max_concurrency),
             connector_limit=max_concurrency,
+            retry_budget=retry_budget,
         )
 
     @property
