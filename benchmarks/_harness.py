@@ -28,6 +28,7 @@ import os
 import platform
 import resource
 import select
+import socket
 import statistics
 import subprocess
 import sys
@@ -218,6 +219,13 @@ def rss_bytes() -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     return 0
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def open_fds() -> int:

@@ -94,7 +94,7 @@ async def _serve(args: argparse.Namespace) -> None:
                 cloud.reset_stats()
                 return ""
             if command == "stats":
-                stats = {"requests": len(cloud.requests), "peak_in_flight": cloud.peak_in_flight}
+                stats = {"requests": cloud.request_count, "peak_in_flight": cloud.peak_in_flight}
                 return json.dumps(stats)
             raise ValueError(f"unknown command {command!r}")
 

@@ -31,7 +31,7 @@ import statistics
 import subprocess
 import sys
 import tracemalloc
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -40,9 +40,12 @@ import aiohttp
 
 from cloudcreds import (
     CloudClient,
+    CloudConnectionError,
     CloudWorkspace,
     Credentials,
     EnvHeaderLookupSecret,
+    RetryEvent,
+    RetryPolicy,
     SecretResolver,
     SecretSource,
 )
@@ -54,6 +57,7 @@ import _server  # noqa: E402 - sibling modules, importable once HERE is on the p
 from _harness import (  # noqa: E402
     Server,
     environment,
+    free_port,
     max_rss_bytes,
     measure,
     ratios,
@@ -62,7 +66,7 @@ from _harness import (  # noqa: E402
     summary,
 )
 
-BENCHMARKS = ("overhead", "concurrency", "resolver", "scale", "import")
+BENCHMARKS = ("overhead", "concurrency", "resolver", "scale", "stream", "outage", "import")
 RESULTS_DIR = HERE / "results"
 README = ROOT / "README.md"
 START_MARK = "<!-- bench:start -->"
@@ -70,6 +74,8 @@ END_MARK = "<!-- bench:end -->"
 
 CONCURRENCY = 64  # CloudClient's default max_concurrency; the baselines use the same
 OVERHEAD_GOAL = 1.15
+STREAM_RSS_GOAL = 1.2  # peak RSS streaming 10x more sandboxes, at most this many times
+OUTAGE_ROUNDS_MAX = 3  # without a budget one outage round takes ~45 s at 2,000 sandboxes
 CONCURRENCY_GOAL = 1.10
 SEQUENTIAL_EXPECTED = 2.0
 LATENCY = 0.05
@@ -284,11 +290,16 @@ def lookup_references(url: str, count: int, secrets: int = 3) -> dict[str, Secre
     """``count`` distinct secret references (sandbox x secret), as get_secrets makes them.
 
     Each sandbox's session key is in its own environment variable (set here), so one
-    process can hold references of many sandboxes.
+    process can hold references of many sandboxes. Built here rather than by a
+    workspace, they are trusted as an agent server configures it: the server's origin
+    and those variable names, through the environment.
     """
     names = _server.secret_names(secrets)
     refs: dict[str, SecretSource] = {}
-    for i in range((count + secrets - 1) // secrets):
+    sandboxes = range((count + secrets - 1) // secrets)
+    os.environ["CLOUDCREDS_TRUSTED_ORIGINS"] = url
+    os.environ["CLOUDCREDS_ALLOWED_ENV"] = ",".join(f"BENCH_SESSION_KEY_{i}" for i in sandboxes)
+    for i in sandboxes:
         env = f"BENCH_SESSION_KEY_{i}"
         os.environ[env] = _server.session_key(i)
         base = secrets_url(url, _server.sandbox_id(i))
@@ -516,7 +527,129 @@ def bench_scale(server: Server, sizes: Sequence[int], rounds: int) -> dict[str, 
     }
 
 
-# --------------------------------------------------------------------------- 5. import time
+# --------------------------------------------------------------------------- 5. stream
+
+def fleet(n: int) -> Iterator[tuple[str, str]]:
+    """``(sandbox_id, session_key)`` of ``n`` sandboxes, generated one at a time."""
+    return ((_server.sandbox_id(i), _server.session_key(i)) for i in range(n))
+
+
+async def stream_fleet(url: str, n: int) -> int:
+    """Fetch the credentials of ``n`` sandboxes, keep none of them; return how many ok."""
+    ok = 0
+    client = CloudClient(url, _server.api_key(), max_concurrency=CONCURRENCY)
+    async with client, contextlib.aclosing(client.iter_credentials(fleet(n))) as stream:
+        async for _, outcome in stream:
+            ok += isinstance(outcome, Credentials) and len(outcome.secrets) == 3
+    return ok
+
+
+async def child_stream(url: str, n: int) -> dict[str, Any]:
+    """In a fresh process: peak RSS and wall time of streaming ``n`` sandboxes."""
+    if await stream_fleet(url, 1) != 1:  # first-use costs (imports, caches)
+        raise RuntimeError("the stream warm-up failed")
+    reset = reset_peak_rss()
+    base = max_rss_bytes()
+    cpu, wall, ok = await measure(lambda: stream_fleet(url, n))
+    peak = max_rss_bytes()
+    if ok != n:
+        raise RuntimeError(f"stream: {ok}/{n} sandboxes succeeded")
+    return {"rss_base": base, "rss_peak": peak, "peak_reset": reset, "wall": wall, "cpu": cpu}
+
+
+def bench_stream(sizes: Sequence[int], rounds: int) -> dict[str, Any]:
+    """Peak RSS and wall of streaming two fleet sizes, each in a fresh process."""
+    peak: dict[int, list[float]] = {n: [] for n in sizes}
+    growth: dict[int, list[float]] = {n: [] for n in sizes}
+    wall: dict[int, list[float]] = {n: [] for n in sizes}
+    peak_reset = True
+    with start_server(max(sizes)) as server:
+        for _ in range(rounds):
+            for n in sizes:
+                server.command("reset")
+                child = run_child("stream", server.url, n)
+                peak[n].append(child["rss_peak"] / 2**20)
+                growth[n].append((child["rss_peak"] - child["rss_base"]) / 2**20)
+                wall[n].append(child["wall"])
+                peak_reset = peak_reset and child["peak_reset"]
+    small, large = min(sizes), max(sizes)
+    return {
+        "benchmark": "stream",
+        "description": "peak RSS (ru_maxrss, reset after imports and a warm-up) and wall time "
+        "of CloudClient.iter_credentials over a lazily generated fleet, results dropped as "
+        "they come; each size in a fresh process",
+        "params": {
+            "sizes": list(sizes),
+            "api": "iter_credentials",
+            "max_concurrency": CONCURRENCY,
+            "rounds": rounds,
+            "peak_rss_reset": peak_reset,
+        },
+        "by_size": {
+            str(n): {
+                "rss_peak_mib": summary(peak[n], 2),
+                "rss_growth_mib": summary(growth[n], 2),
+                "wall_seconds": summary(wall[n], 4),
+            }
+            for n in sizes
+        },
+        "rss_ratio": ratios(peak[large], peak[small]),
+        "goal": {"rss_ratio_max": STREAM_RSS_GOAL},
+    }
+
+
+# --------------------------------------------------------------------------- 6. outage
+
+
+async def gather_outage(url: str, n: int, *, budget: bool) -> tuple[int, int]:
+    """Fetch ``n`` sandboxes from a closed port; return (connection errors, retries)."""
+    retries = 0
+
+    def count(event: RetryEvent) -> None:
+        nonlocal retries
+        retries += not event.budget_exhausted  # a refused retry is not one
+
+    options: dict[str, Any] = {} if budget else {"retry_budget": None}
+    async with CloudClient(
+        url,
+        _server.api_key(),
+        retry=RetryPolicy(on_retry=count),
+        max_concurrency=CONCURRENCY,
+        **options,
+    ) as client:
+        results = await client.gather_credentials(dict(fleet(n)))
+    refused = sum(isinstance(r, CloudConnectionError) for r in results.values())
+    return refused, retries
+
+
+async def bench_outage(n: int, rounds: int) -> dict[str, Any]:
+    """Wall time of a fan-out against a closed port, with the default budget and without."""
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    contenders = ("default_budget", "no_budget")
+    wall: dict[str, list[float]] = {name: [] for name in contenders}
+    retries: dict[str, list[int]] = {name: [] for name in contenders}
+    for _ in range(rounds):
+        for name in contenders:
+            _, w, (refused, spent) = await measure(
+                lambda name=name: gather_outage(url, n, budget=name == "default_budget")
+            )
+            if refused != n:
+                raise RuntimeError(f"outage: {refused}/{n} entries are CloudConnectionError")
+            wall[name].append(w)
+            retries[name].append(spent)
+    return {
+        "benchmark": "outage",
+        "description": f"CloudClient.gather_credentials of {n:,} sandboxes against a closed "
+        "port on 127.0.0.1 (the cloud is down), default retry policy; every entry must be a "
+        "CloudConnectionError; retries counted by RetryPolicy(on_retry=...), refused ones not",
+        "params": {"sandboxes": n, "max_concurrency": CONCURRENCY, "rounds": rounds},
+        "wall_seconds": {name: summary(v, 3) for name, v in wall.items()},
+        "retries": {name: summary(v, 0) for name, v in retries.items()},
+        "speedup": ratios(wall["no_budget"], wall["default_budget"]),
+    }
+
+
+# --------------------------------------------------------------------------- 7. import time
 
 IMPORTS = {
     "cloudcreds": "import cloudcreds",
@@ -694,6 +827,45 @@ def render_table(results: Mapping[str, Mapping[str, Any]]) -> str:
                 "",
             )
         )
+    if "stream" in results:
+        r = results["stream"]
+        api = r["params"]["api"]
+        sizes = sorted(int(n) for n in r["by_size"])
+        for n in sizes:
+            s = r["by_size"][str(n)]
+            rows.append(
+                (
+                    f"{api}, {n:,} sandboxes from a generator, fresh process",
+                    "peak RSS (MiB) / wall (s)",
+                    f"{_spread(s['rss_peak_mib'], '.1f')} / {_spread(s['wall_seconds'], '.2f')}",
+                    f"RSS growth during the run {_spread(s['rss_growth_mib'], '.1f')} MiB",
+                    _spread(r["rss_ratio"], ".2f") + f" ({sizes[-1]:,} vs {sizes[0]:,})"
+                    if n == sizes[-1]
+                    else "",
+                    _verdict(r["rss_ratio"]["median"], at_most=r["goal"]["rss_ratio_max"])
+                    if n == sizes[-1]
+                    else "",
+                )
+            )
+    if "outage" in results:
+        r = results["outage"]
+        n = r["params"]["sandboxes"]
+        wall = r["wall_seconds"]
+        spent = r.get("retries", {})
+
+        def retried(name: str) -> str:
+            return f", {spent[name]['median']:,.0f} retries"
+
+        rows.append(
+            (
+                f"gather_credentials, {n:,} sandboxes, closed port (cloud down)",
+                "wall (s), default retry budget",
+                _spread(wall["default_budget"], ".2f") + retried("default_budget"),
+                _spread(wall["no_budget"], ".2f") + retried("no_budget") + " without a budget",
+                _spread(r["speedup"], ".1f") + " faster",
+                "every entry a CloudConnectionError",
+            )
+        )
     if "import" in results:
         r = results["import"]
         t = r["import_seconds"]
@@ -788,7 +960,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--render", action="store_true", help="run nothing: print the table of the saved results"
     )
-    parser.add_argument("--child", choices=("scale", "retained"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--child", choices=("scale", "retained", "stream"), help=argparse.SUPPRESS
+    )
     parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.only = [name.strip() for name in args.only.split(",") if name.strip()]
@@ -826,8 +1000,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ.pop("CLOUDCREDS_TRUSTED_ORIGINS", None)  # the default trust rule applies
     if args.child:
-        child = child_scale if args.child == "scale" else child_retained
-        print(json.dumps(asyncio.run(child(args.url, args.sandboxes))))
+        child = {"scale": child_scale, "retained": child_retained, "stream": child_stream}
+        print(json.dumps(asyncio.run(child[args.child](args.url, args.sandboxes))))
         return 0
     if args.render:
         results = load_results(args.results_dir)
@@ -836,7 +1010,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
     else:
         sizes = [args.sandboxes, 10 * args.sandboxes]
-        needs_server = set(args.only) - {"import"}
+        needs_server = set(args.only) - {"import", "stream", "outage"}
         results = {}
         if needs_server:
             with start_server(max(sizes)) as server:
@@ -844,6 +1018,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if "scale" in args.only:
                     print(f"scale: {sizes} sandboxes x {args.rounds} rounds...", file=sys.stderr)
                     results["scale"] = bench_scale(server, sizes, args.rounds)
+        if "stream" in args.only:
+            stream_sizes = [10 * args.sandboxes, 100 * args.sandboxes]
+            print(f"stream: {stream_sizes} sandboxes x {args.rounds} rounds...", file=sys.stderr)
+            results["stream"] = bench_stream(stream_sizes, args.rounds)
+        if "outage" in args.only:
+            n, rounds = 2 * args.sandboxes, min(args.rounds, OUTAGE_ROUNDS_MAX)
+            print(f"outage: {n} sandboxes x {rounds} rounds...", file=sys.stderr)
+            results["outage"] = asyncio.run(bench_outage(n, rounds))
         if "import" in args.only:
             print("import...", file=sys.stderr)
             results["import"] = bench_import(3 if args.quick else 2 * args.rounds)

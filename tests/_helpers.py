@@ -1,4 +1,5 @@
-"""Helpers the tests import: canary values, the seeded account, waiting, a closed port.
+"""Helpers the tests import: canary values, the seeded account, waiting, a closed port,
+raw requests to a FakeCloud.
 
 Fixtures stay in ``conftest.py`` (pytest finds them there); everything a test module
 imports by name lives here, so no test imports ``conftest``.
@@ -7,12 +8,19 @@ imports by name lives here, so no test imports ``conftest``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import email.utils
+import json
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
+import aiohttp
 import pytest
+from aiohttp import web
+from yarl import URL
 
 from cloudcreds import CloudWorkspace, RetryPolicy
 from cloudcreds.testing import FakeCloud, FakeSandbox, FakeUser
@@ -24,6 +32,7 @@ LIBRARY_ENV = (
     "SANDBOX_ID",
     "SESSION_API_KEY",
     "CLOUDCREDS_TRUSTED_ORIGINS",
+    "CLOUDCREDS_ALLOWED_ENV",
 )
 
 # Canary values: distinct, recognisable, and never allowed to appear in any output.
@@ -86,9 +95,77 @@ async def wait_until(condition: Callable[[], object], *, within: float = 5.0) ->
         await asyncio.sleep(0.005)
 
 
+def http_date_in(seconds: float) -> str:
+    """An HTTP date ``seconds`` from now (negative: in the past), as ``Retry-After`` takes."""
+    return email.utils.formatdate(time.time() + seconds, usegmt=True)
+
+
 def closed_port() -> int:
     """A loopback port nothing listens on (bound, then released)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
     return port
+
+
+class Seen:
+    """What a plain aiohttp client saw of an answer: status, headers and body."""
+
+    def __init__(self, status: int, headers: Mapping[str, str], raw: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.raw = raw
+        self.content_type = headers.get("Content-Type", "")
+
+    def json(self) -> Any:
+        """The body decoded as JSON."""
+        return json.loads(self.raw)
+
+    @property
+    def detail(self) -> str:
+        """The ``detail`` sentence of a JSON error body."""
+        detail = self.json()["detail"]
+        assert isinstance(detail, str)
+        return detail
+
+
+async def fetch(
+    http: aiohttp.ClientSession,
+    cloud: FakeCloud,
+    path: str,
+    headers: Mapping[str, str] | None = None,
+    *,
+    method: str = "GET",
+) -> Seen:
+    """Send one request to a FakeCloud with plain aiohttp: the path as given (already
+    percent-encoded), no redirect followed."""
+    url = URL(cloud.url + path, encoded=True)
+    async with http.request(method, url, headers=headers, allow_redirects=False) as resp:
+        return Seen(resp.status, resp.headers, await resp.read())
+
+
+@contextlib.asynccontextmanager
+async def json_server(answers: Mapping[str, Any]) -> AsyncIterator[str]:
+    """A hostile or odd server on 127.0.0.1: ``GET path`` answers ``answers[path]`` as JSON.
+
+    Yields its base URL (``http://127.0.0.1:PORT``); for answers FakeCloud never gives.
+    """
+
+    def answer(body: Any) -> Callable[[web.Request], Any]:
+        async def handler(request: web.Request) -> web.Response:
+            return web.json_response(body)
+
+        return handler
+
+    app = web.Application()
+    for path, body in answers.items():
+        app.router.add_get(path, answer(body))
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        host, port = runner.addresses[0][:2]
+        yield f"http://{host}:{port}"
+    finally:
+        await runner.cleanup()

@@ -3,6 +3,10 @@
 A behaviour check only: the numbers themselves are never asserted (no speed claims in
 tests), only that every benchmark ran, wrote valid JSON with its keys, and that the
 README table is written between its markers without touching the rest of the file.
+
+Marked ``slow`` (each runs the benchmark script in subprocesses, bounded by a timeout):
+the README's test command, plain ``python -m pytest``, runs them; ``-m "not slow"``
+leaves them out while working on something else.
 """
 
 from __future__ import annotations
@@ -13,6 +17,10 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "run.py"
@@ -31,6 +39,8 @@ EXPECTED: dict[str, tuple[str, ...]] = {
     "concurrency": ("latency_seconds", "credentials_vs_one_request", "sequential_vs_one_request"),
     "resolver": ("cpu_seconds", "wall_seconds", "cpu_ratio", "wall_ratio", "cache_hit_us"),
     "scale": ("by_size", "per_1k_sandboxes", "in_flight_growth_factor"),
+    "stream": ("by_size", "rss_ratio", "goal"),
+    "outage": ("wall_seconds", "retries"),
     "import": ("import_seconds", "ratio_vs_floor"),
 }
 
@@ -89,6 +99,13 @@ def test_quick_run_writes_every_result_and_the_readme_table(tmp_path: Path) -> N
     assert sorted(int(n) for n in scale["by_size"]) == [20, 200]
     assert all(s["results_mib"] > 0 for s in scale["by_size"].values())
     assert all(_is_stat(s["rss_peak_mib"]) for s in scale["by_size"].values())
+    stream = json.loads((results / "stream.json").read_text(encoding="utf-8"))
+    assert sorted(int(n) for n in stream["by_size"]) == [200, 2000]
+    assert all(_is_stat(s["rss_peak_mib"]) for s in stream["by_size"].values())
+    assert _is_stat(stream["rss_ratio"])
+    outage = json.loads((results / "outage.json").read_text(encoding="utf-8"))
+    assert outage["params"]["sandboxes"] == 40
+    assert all(_is_stat(v) for v in outage["wall_seconds"].values())
     imports = json.loads((results / "import.json").read_text(encoding="utf-8"))
     assert _is_stat(imports["import_seconds"]["cloudcreds"])
 

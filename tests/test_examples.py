@@ -14,6 +14,7 @@ import argparse
 import ast
 import asyncio
 import importlib
+import importlib.util
 import os
 import re
 import subprocess
@@ -90,7 +91,11 @@ EXAMPLE_CASES = (
             r"^env var name in payload: yes$",
             r"^GET /secrets/GITHUB_TOKEN -> 200 \{'ok': True, 'length': 25\}$",
             r"^GET /secrets/SLACK_WEBHOOK -> 200 \{'ok': True, 'length': 30\}$",
+            r"^POST /secrets \(hostile\) -> 200$",
+            r"^GET /secrets/STEAL_SESSION_KEY -> 502 .*'error': 'UntrustedOriginError'",
+            r"^GET /secrets/STEAL_API_KEY -> 502 .*'error': 'SecretResolutionError'",
             r"^cloud fetches of GITHUB_TOKEN: 1$",
+            r"^requests the attacker's server received: 0$",
         ),
     ),
     Example(
@@ -130,9 +135,13 @@ def _run_python(path: Path, env: dict[str, str] | None = None) -> subprocess.Com
     )
 
 
+#: Examples that need the OpenHands SDK (Python 3.12+): tests/interop runs them.
+INTEROP_EXAMPLES = frozenset({"openhands_agent.py"})
+
+
 def test_every_example_is_tested() -> None:
     scripts = {path.name for path in EXAMPLES.glob("*.py")}
-    assert scripts == {case.script for case in EXAMPLE_CASES}
+    assert scripts == {case.script for case in EXAMPLE_CASES} | INTEROP_EXAMPLES
 
 
 @pytest.mark.parametrize("case", EXAMPLE_CASES, ids=lambda case: case.script)
@@ -229,6 +238,12 @@ def test_readme_block_compiles_and_imports_exist(block: Block) -> None:
     flags = ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
     tree = compile(block.code, f"README.md:{block.line}", "exec", flags=flags)
     for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.ImportFrom)
+            and node.module == "cloudcreds.openhands"
+            and importlib.util.find_spec("openhands") is None
+        ):
+            continue  # the optional extra is not installed here: tests/interop checks it
         if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("cloudcreds"):
             module = importlib.import_module(node.module or "")
             for alias in node.names:

@@ -9,7 +9,7 @@ import logging
 import sys
 import time
 import tracemalloc
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -18,9 +18,18 @@ import aiohttp
 import pytest
 from yarl import URL
 
-from cloudcreds.testing import FakeCloud, FakeSandbox, FakeUser, Fault, RecordedRequest
+from cloudcreds import ConfigurationError
+from cloudcreds.testing import (
+    CloudCounts,
+    FakeCloud,
+    FakeSandbox,
+    FakeUser,
+    Fault,
+    RecordedRequest,
+    RequestLog,
+)
 
-from _helpers import wait_until
+from _helpers import fetch, wait_until
 
 ME = "/api/v1/users/me"
 EXPOSE = ME + "?expose_secrets=true"
@@ -30,25 +39,6 @@ AUTH = {"Authorization": "Bearer demo-api-key"}
 SESSION = {"X-Session-API-Key": "demo-session-key"}
 BOTH = {**AUTH, **SESSION}
 MASK = "**********"
-
-
-class Answer:
-    """What the client saw: status, headers and body (JSON decoded when it is JSON)."""
-
-    def __init__(self, status: int, headers: Mapping[str, str], raw: bytes) -> None:
-        self.status = status
-        self.headers = headers
-        self.raw = raw
-        self.content_type = headers.get("Content-Type", "")
-
-    def json(self) -> Any:
-        return json.loads(self.raw)
-
-    @property
-    def detail(self) -> str:
-        detail = self.json()["detail"]
-        assert isinstance(detail, str)
-        return detail
 
 
 @pytest.fixture
@@ -61,25 +51,6 @@ async def cloud() -> AsyncIterator[FakeCloud]:
         )
         fake.add_secret("user-demo", "EMPTY", None, description="no value")
         yield fake
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-async def fetch(
-    http: aiohttp.ClientSession,
-    cloud: FakeCloud,
-    path: str,
-    headers: Mapping[str, str] | None = None,
-    *,
-    method: str = "GET",
-) -> Answer:
-    url = URL(cloud.url + path, encoded=True)
-    async with http.request(method, url, headers=headers, allow_redirects=False) as resp:
-        return Answer(resp.status, resp.headers, await resp.read())
 
 
 def assert_quiet(caplog: pytest.LogCaptureFixture) -> None:
@@ -127,6 +98,16 @@ async def test_users_me_masks_key_without_expose(
             "agent": "CodeActAgent",
             "max_iterations": 250,
             "enable_sound_notifications": False,
+            # users_me_shape="both" (the default): the server's newer model as well
+            "agent_settings": {
+                "llm": {
+                    "model": "anthropic/claude-sonnet-4-5",
+                    "api_key": MASK,
+                    "base_url": "https://llm-proxy.example.com",
+                }
+            },
+            "mcp_config": None,
+            "llm_profiles": {"profiles": {}, "active_profile": None},
         }
 
 
@@ -257,8 +238,10 @@ async def test_get_secret_value(http: aiohttp.ClientSession, cloud: FakeCloud) -
 
 
 async def test_url_quoted_ids_and_names(http: aiohttp.ClientSession, cloud: FakeCloud) -> None:
-    sandbox_id = "sb with space/slash ü"
-    name = "a/b c ü%"
+    # Percent-encoded characters other than "/" reach the route decoded (a name with "/"
+    # is unreachable on the real server: see test_names_with_a_slash_are_unreachable).
+    sandbox_id = "sb with space ü"
+    name = "a+b c ü%"
     cloud.add_sandbox("user-demo", sandbox_id=sandbox_id, session_api_key="odd-key")
     cloud.add_secret("user-demo", name, "välue ✓", description="odd")
     base = f"/api/v1/sandboxes/{quote(sandbox_id, safe='')}/settings/secrets"
@@ -273,14 +256,33 @@ async def test_url_quoted_ids_and_names(http: aiohttp.ClientSession, cloud: Fake
     assert value.raw.decode("utf-8") == "välue ✓"
 
     recorded = cloud.requests[-1]
-    assert "%2F" in recorded.raw_path
+    assert "%25" in recorded.raw_path
     assert recorded.path == f"/api/v1/sandboxes/{sandbox_id}/settings/secrets/{name}"
     # a raw (unencoded) slash is a different path
     assert (await fetch(http, cloud, base + "/a/b%20c", headers)).detail == "Not Found"
 
 
+async def test_names_with_a_slash_are_unreachable(
+    http: aiohttp.ClientSession, cloud: FakeCloud
+) -> None:
+    # Upstream routes on the decoded path: "a%2Fb" is ".../secrets/a/b", which no route
+    # matches, so the answer is FastAPI's plain 404, not "Secret not found".
+    cloud.add_secret("user-demo", "a/b", "slashed", description="listed only")
+    listed = await fetch(http, cloud, LIST, SESSION)
+    assert {"name": "a/b", "description": "listed only"} in listed.json()["secrets"]
+    value = await fetch(http, cloud, LIST + "/a%2Fb", SESSION)
+    assert (value.status, value.detail) == (404, "Not Found")
+    assert b"slashed" not in value.raw
+    cloud.add_sandbox("user-demo", sandbox_id="sb/x", session_api_key="slash-key")
+    other = {"X-Session-API-Key": "slash-key"}
+    slashed = "/api/v1/sandboxes/sb%2Fx/settings/secrets"
+    for path in (slashed, slashed + "/GITHUB_TOKEN"):
+        answer = await fetch(http, cloud, path, other)
+        assert (answer.status, answer.detail) == (404, "Not Found")
+
+
 async def test_unknown_paths_and_methods(http: aiohttp.ClientSession, cloud: FakeCloud) -> None:
-    for path in ("/", "/api/v1/users/me/", "/api/v1/sandboxes/sb-demo/settings", LIST + "/"):
+    for path in ("/", "/api/v1/sandboxes/sb-demo/settings", "/api/v1/users", ME + "/x"):
         answer = await fetch(http, cloud, path, BOTH)
         assert (answer.status, answer.detail) == (404, "Not Found")
     for path in (ME, LIST, GITHUB):
@@ -654,36 +656,86 @@ def test_seed_round_trip() -> None:
     ("seed", "message"),
     [
         ([], "the seed must be an object"),
-        ({"user": []}, r"unknown field\(s\) user"),
+        ({"user": []}, r"user is not a known field"),
         ({"users": {}}, "users must be a list"),
         ({"users": [1]}, r"users\[0\] must be an object"),
-        ({"users": [{"id": 5}]}, r"users\[0\]\.id must be a string"),
+        ({"users": [{"id": 5}]}, r"users\[0\]\.id: Input should be a valid string"),
         ({"users": [{"id": ""}]}, r"users\[0\]\.id must not be empty"),
-        ({"users": [{"api_key": None}]}, r"users\[0\]\.api_key must be a string"),
-        ({"users": [{"llm_model": 3}]}, r"users\[0\]\.llm_model must be a string or null"),
+        ({"users": [{"api_key": None}]}, r"users\[0\]\.api_key: Input should be a valid string"),
+        ({"users": [{"llm_model": 3}]}, r"users\[0\]\.llm_model: Input should be a valid string"),
         ({"users": [{"secrets": [{"value": "v"}]}]}, r"users\[0\]\.secrets\[0\]\.name is required"),
         ({"users": [{"secrets": [{"name": "N", "value": 1}]}]}, r"secrets\[0\]\.value"),
         ({"users": [{"sandboxes": [{"running": "yes"}]}]}, r"sandboxes\[0\]\.running"),
-        ({"users": [{"sandboxes": [{"id": "a", "x": 1}]}]}, r"sandboxes\[0\] has unknown field"),
+        ({"users": [{"sandboxes": [{"id": "a", "x": 1}]}]}, r"sandboxes\[0\]\.x is not a known"),
         ({"users": [{"id": "a"}, {"id": "a"}]}, r"users\[1\]: duplicate user id 'a'"),
         (
             {"users": [{"sandboxes": [{"id": "s"}]}, {"sandboxes": [{"id": "s"}]}]},
             r"users\[1\]\.sandboxes\[0\]: duplicate sandbox id 's'",
         ),
+        ({"sandboxes": [{"id": "s"}, {"id": "s"}]}, r"sandboxes\[1\]: duplicate sandbox id 's'"),
+        ({"users_me_shape": "nested"}, "users_me_shape: Input should be 'flat'"),
+        ({"users": [{"provider_tokens": {"gh": 1}}]}, r"provider_tokens\.gh: Input should be"),
+        ({"users": [{"provider_tokens": []}]}, r"provider_tokens must be an object"),
+        (
+            {"users": [{"llm_profiles": {"profiles": {"p": {"api_key": "k"}}}}]},
+            r"llm_profiles\.profiles\.p\.model is required",
+        ),
+        (
+            {"users": [{"llm_profiles": {"active_profile": "p"}}]},
+            r"users\[0\]\.llm_profiles\.active_profile names no profile",
+        ),
+        ({"users": [{"mcp_config": {"sse": []}}]}, r"mcp_config\.sse is not a known field"),
+        ({"users": [{"mcp_config": {"sse_servers": [{}]}}]}, r"sse_servers\[0\]\.url is required"),
+        (
+            {
+                "users": [
+                    {"mcp_config": {"stdio_servers": [{"name": "n", "command": "c", "env": 1}]}}
+                ]
+            },
+            r"stdio_servers\[0\]\.env must be an object",
+        ),
+        ({"users": [{"agent_profiles": [{}]}]}, r"agent_profiles\[0\]\.id is required"),
+        (
+            {"users": [{"agent_profiles": [{"id": "a"}, {"id": "a"}]}]},
+            r"agent_profiles\[1\]: duplicate id",
+        ),
     ],
 )
 def test_bad_seed(seed: Any, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ConfigurationError, match=message) as excinfo:
         FakeCloud(seed=seed)
+    assert excinfo.value.__cause__ is None
+    assert excinfo.value.__context__ is None
+
+
+def test_bad_seed_never_shows_values() -> None:
+    canary = "canary-value-1234567890"
+    seeds: list[Any] = [
+        {"users": [{"api_key": canary, "llm_api_key": 5}]},
+        {"users": [{"id": canary, "api_key": ["x"]}]},
+        {"users": [{"provider_tokens": {"github_token": [canary]}}]},
+        {"users": [{"llm_profiles": {"profiles": {"p": {"model": 1, "api_key": canary}}}}]},
+        {"users": [{"mcp_config": {"sse_servers": [{"url": 1, "api_key": canary}]}}]},
+        {"users": [{"secrets": [{"name": "N", "value": [canary]}]}]},
+        {"users": [{"sandboxes": [{"session_api_key": [canary]}]}]},
+        {"users": [{"api_key": "k"}, {"api_key": "k"}]},
+    ]
+    for seed in seeds:
+        with pytest.raises(ConfigurationError) as excinfo:
+            FakeCloud(seed=seed)
+        text = f"{excinfo.value!s} {excinfo.value!r}"
+        assert canary not in text
+        assert excinfo.value.__context__ is None
+        assert excinfo.value.__cause__ is None
 
 
 def test_load_seed_is_atomic() -> None:
     cloud = FakeCloud(seed=FakeCloud.demo_seed())
     bad = {"users": [{"id": "new-user"}, {"id": "user-demo"}]}
-    with pytest.raises(ValueError, match="duplicate user id 'user-demo'"):
+    with pytest.raises(ConfigurationError, match="duplicate user id 'user-demo'"):
         cloud.load_seed(bad)
     assert list(cloud.users) == ["user-demo"]
-    with pytest.raises(ValueError, match="api_key is already used") as excinfo:
+    with pytest.raises(ConfigurationError, match="api_key is already used") as excinfo:
         cloud.load_seed({"users": [{"id": "x", "api_key": "demo-api-key"}]})
     assert "demo-api-key" not in str(excinfo.value)
 
@@ -762,22 +814,180 @@ async def test_stop_with_requests_in_flight(caplog: pytest.LogCaptureFixture) ->
     assert_quiet(caplog)
 
 
-def test_depends_only_on_stdlib_and_aiohttp() -> None:
+def test_shares_no_client_code() -> None:
+    # The fake is an oracle for the client: it may use the libraries and the error types,
+    # nothing of the client's own code.
     import cloudcreds.testing as testing
 
     package_dir = Path(testing.__file__).parent
-    allowed = set(sys.stdlib_module_names) | {"aiohttp", "__future__"}
+    allowed = set(sys.stdlib_module_names) | {"aiohttp", "multidict", "pydantic", "__future__"}
     for source in package_dir.glob("*.py"):
         tree = ast.parse(source.read_text(encoding="utf-8"))
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
                 roots = {alias.name.split(".")[0] for alias in node.names}
             elif isinstance(node, ast.ImportFrom):
-                if node.level:  # relative: must stay inside cloudcreds.testing
-                    assert node.level == 1, f"{source.name} imports outside cloudcreds.testing"
+                if node.level:  # relative: inside cloudcreds.testing, or the error types
+                    assert node.level == 1 or node.module == "_errors", (
+                        f"{source.name} imports {node.module} outside cloudcreds.testing"
+                    )
                     continue
                 roots = {(node.module or "").split(".")[0]}
             else:
                 continue
             assert roots <= allowed, f"{source.name} imports {roots - allowed}"
     assert testing.__all__ == sorted(testing.__all__)
+
+
+# --------------------------------------------------------------------------- long runs
+
+
+async def test_request_log_is_a_bounded_ring(http: aiohttp.ClientSession) -> None:
+    async with FakeCloud(seed=FakeCloud.demo_seed(), record_limit=3) as cloud:
+        assert cloud.requests.limit == 3
+        await fetch(http, cloud, ME, {"Authorization": "Bearer early-key"})
+        for _ in range(200):
+            await fetch(http, cloud, LIST, SESSION)
+        await fetch(http, cloud, ME, AUTH)
+        assert len(cloud.requests) == 3
+        assert cloud.request_count == 202
+        assert cloud.requests.total == 202
+        assert [r.request_id for r in cloud.requests] == ["req-200", "req-201", "req-202"]
+        assert cloud.requests[-1].path == ME
+        assert [r.path for r in cloud.requests[:2]] == [LIST, LIST]
+        # dropped requests no longer count, and their header digests are forgotten
+        assert cloud.count(ME) == 1
+        assert cloud.received_value("Bearer demo-api-key")
+        assert cloud.received_value("demo-session-key")
+        assert not cloud.received_value("Bearer early-key")
+        assert repr(cloud.requests) == "RequestLog(kept=3, total=202, limit=3)"
+        cloud.reset_stats()
+        assert (len(cloud.requests), cloud.request_count) == (0, 0)
+        assert not cloud.received_value("demo-session-key")
+
+
+async def test_request_log_can_keep_nothing(http: aiohttp.ClientSession) -> None:
+    async with FakeCloud(seed=FakeCloud.demo_seed(), record_limit=0) as cloud:
+        assert (await fetch(http, cloud, ME, AUTH)).status == 200
+        assert (len(cloud.requests), cloud.request_count) == (0, 1)
+        assert not cloud.received_value("Bearer demo-api-key")
+    for bad in (-1, 1.5, True, "10"):
+        with pytest.raises(ValueError, match="record_limit"):
+            FakeCloud(record_limit=bad)  # type: ignore[arg-type]
+
+
+async def statuses(http: aiohttp.ClientSession, cloud: FakeCloud, n: int) -> list[int]:
+    return [(await fetch(http, cloud, LIST, SESSION)).status for _ in range(n)]
+
+
+async def test_fault_rate_is_reproducible(http: aiohttp.ClientSession) -> None:
+    runs = []
+    for _ in range(2):
+        async with FakeCloud(seed=FakeCloud.demo_seed()) as cloud:
+            cloud.set_fault_rate(0.3, Fault.status(503), Fault.status(429), seed=1234)
+            runs.append(await statuses(http, cloud, 300))
+            assert cloud.faults_injected == 300 - runs[-1].count(200)
+    assert runs[0] == runs[1]
+    assert set(runs[0]) == {200, 429, 503}
+    assert 30 < 300 - runs[0].count(200) < 150  # about 90 with this seed
+    async with FakeCloud(seed=FakeCloud.demo_seed()) as other:
+        other.set_fault_rate(0.3, Fault.status(503), Fault.status(429), seed=99)
+        assert await statuses(http, other, 300) != runs[0]
+
+
+async def test_fault_rate_bounds_globs_and_queue(http: aiohttp.ClientSession) -> None:
+    async with FakeCloud(seed=FakeCloud.demo_seed()) as cloud:
+        cloud.set_fault_rate(1.0, seed=1)  # default faults: 503 or a dropped connection
+        assert cloud.fault_rate is not None
+        assert cloud.fault_rate.faults == (Fault.status(503), Fault.drop())
+        seen = set()
+        for _ in range(20):
+            try:
+                seen.add((await fetch(http, cloud, ME, AUTH)).status)
+            except aiohttp.ClientError:
+                seen.add("dropped")
+        assert seen == {503, "dropped"}
+
+        cloud.set_fault_rate(1.0, Fault.status(502), path_glob="/api/v1/sandboxes/*")
+        assert (await fetch(http, cloud, ME, AUTH)).status == 200
+        assert (await fetch(http, cloud, LIST, SESSION)).status == 502
+        cloud.inject(LIST, Fault.status(418))  # queued faults come first
+        assert await statuses(http, cloud, 2) == [418, 502]
+
+        cloud.set_fault_rate(0)
+        assert cloud.fault_rate is None
+        assert await statuses(http, cloud, 3) == [200, 200, 200]
+        cloud.set_fault_rate(1.0, Fault.status(503))
+        cloud.clear_faults()
+        assert cloud.fault_rate is None
+        assert await statuses(http, cloud, 1) == [200]
+
+        for rate in (-0.1, 1.5, float("nan"), True):
+            with pytest.raises(ValueError, match="rate"):
+                cloud.set_fault_rate(rate)
+        with pytest.raises(ValueError, match="Fault"):
+            cloud.set_fault_rate(0.5, "503")  # type: ignore[arg-type]
+
+
+def test_fault_from_spec() -> None:
+    assert Fault.from_spec("503") == Fault.status(503)
+    assert Fault.from_spec(" 429 ") == Fault.status(429)
+    assert Fault.from_spec("DROP") == Fault.drop()
+    assert Fault.from_spec("reset") == Fault.reset_mid_body()
+    assert Fault.from_spec("truncate") == Fault.truncate()
+    assert Fault.from_spec("malformed") == Fault.malformed()
+    for bad in ("", "99", "600", "5030", "boom", "drop!"):
+        with pytest.raises(ConfigurationError, match="unknown fault"):
+            Fault.from_spec(bad)
+
+
+def test_counts_for_a_summary() -> None:
+    cloud = FakeCloud(seed=FakeCloud.demo_seed())
+    assert cloud.counts() == CloudCounts(
+        users=1,
+        sandboxes=1,
+        running_sandboxes=1,
+        ownerless_sandboxes=0,
+        secrets=2,
+        provider_tokens=0,
+        llm_profiles=0,
+        agent_profiles=0,
+        mcp_servers=0,
+    )
+    seed = {
+        "users": [
+            {
+                "provider_tokens": {"github_token": "t"},
+                "llm_profiles": {"profiles": {"a": {"model": "m"}, "b": {"model": "m"}}},
+                "mcp_config": {"sse_servers": [{"url": "u"}], "stdio_servers": []},
+                "agent_profiles": [{"id": "p"}],
+                "sandboxes": [{"running": False}, {}],
+            }
+            for _ in range(3)
+        ],
+        "sandboxes": [{}],
+    }
+    counts = FakeCloud(seed=seed).counts()
+    assert counts == CloudCounts(3, 7, 4, 1, 0, 3, 6, 3, 3)
+
+
+def test_request_log_memory_stays_flat() -> None:
+    # Only the ring's content stays alive: 10x more requests cost no more memory.
+    log = RequestLog(limit=500)
+
+    def record(n: int) -> None:
+        for i in range(n):
+            digests = {"authorization": (f"Bearer key-{i}".encode(),), "host": (b"h",)}
+            log.add(RecordedRequest("GET", ME, ME, {}, frozenset(digests), f"req-{i}", digests))
+
+    tracemalloc.start()
+    try:
+        record(2_000)
+        full = tracemalloc.get_traced_memory()[0]  # the ring is full from here on
+        record(20_000)
+        grown = tracemalloc.get_traced_memory()[0] - full
+    finally:
+        tracemalloc.stop()
+    assert (len(log), log.total) == (500, 22_000)
+    # 20,000 more requests of about 500 bytes each would be 10 MB; a full ring is ~250 KB
+    assert grown < full // 4, (grown, full)

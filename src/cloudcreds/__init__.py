@@ -9,8 +9,11 @@ Example:
     ...     creds = await ws.get_credentials()
 """
 
+import types as _types
+
 from ._client import CloudClient
 from ._config import RetryBudget, RetryEvent, RetryPolicy, Timeouts
+from ._credentials import Credentials
 from ._errors import (
     APIStatusError,
     AuthenticationError,
@@ -27,9 +30,9 @@ from ._errors import (
     TooManyRedirectsError,
     UntrustedOriginError,
 )
-from ._llm import LLM
+from ._models import LLM, MCPServer
 from ._resolver import SecretResolver
-from ._workspace import CloudWorkspace, Credentials
+from ._workspace import CloudWorkspace
 from .secrets import (
     EnvHeaderLookupSecret,
     EnvSecret,
@@ -56,6 +59,7 @@ __all__ = [
     "EnvHeaderLookupSecret",
     "EnvSecret",
     "LookupSecret",
+    "MCPServer",
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
@@ -78,9 +82,31 @@ __all__ = [
 ]
 
 
+def _claim_public_names() -> None:
+    """Make the public classes and functions report ``cloudcreds`` as their module.
+
+    As httpx does: reprs, ``str(type(err))`` and tracebacks show
+    ``cloudcreds.NotFoundError``, the name users import, not the private module that
+    defines it; pickle finds them here too.
+    """
+    namespace = globals()
+    for name in __all__:
+        value = namespace[name]
+        if isinstance(value, type | _types.FunctionType):
+            value.__module__ = __name__
+
+
+_claim_public_names()
+
+
 def __getattr__(name: str) -> str:  # lazy `__version__`; no stray public names
     if name == "__version__":
         from importlib.metadata import version
 
         return version("cloudcreds")
     raise AttributeError(f"module 'cloudcreds' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The module's names, with the lazy ``__version__``."""
+    return sorted({*globals(), "__version__"})

@@ -23,26 +23,24 @@ Example:
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, fields
 from typing import Any, Literal, TypeVar
 
 from pydantic import SecretStr
 
-from ._config import DEFAULT_CLOUD_API_URL, DEFAULT_SESSION_KEY_ENV, RetryPolicy, Timeouts
+from ._config import DEFAULT_SESSION_KEY_ENV, RetryPolicy, Timeouts
+from ._credentials import Credentials
 from ._errors import ConfigurationError
-from ._llm import LLM
+from ._models import LLM, MCPServer
 from ._resolver import SecretResolver
-from ._workspace import CloudWorkspace, Credentials
+from ._settings import read_settings
+from ._workspace import CloudWorkspace
 from .secrets import EnvHeaderLookupSecret, SecretSource
 
-__all__ = ["get_credentials", "get_llm", "get_secrets", "resolve"]
+__all__ = ["get_credentials", "get_llm", "get_mcp_config", "get_secrets", "resolve"]
 
 _T = TypeVar("_T")
-
-_URL_ENV = "OPENHANDS_CLOUD_API_URL"
-_API_KEY_ENV = "OPENHANDS_API_KEY"
-_SANDBOX_ENV = "SANDBOX_ID"
 
 
 def _check_no_running_loop(name: str, async_hint: str) -> None:
@@ -69,46 +67,62 @@ def _run(make: Callable[[], Awaitable[_T]]) -> _T:
         return runner.run(main())
 
 
-def _workspace(
-    cloud_api_url: str | None,
-    api_key: str | SecretStr | None,
-    sandbox_id: str | None,
-    *,
-    session_api_key: str | SecretStr | None,
-    session_key_env: str,
-    retry: RetryPolicy | None,
-    timeout: Timeouts | float | None,
-    allow_insecure_http: bool,
-) -> CloudWorkspace:
-    """Build a workspace, filling ``None`` arguments from the environment.
+@dataclass(frozen=True)
+class _WorkspaceArgs:
+    """The :class:`CloudWorkspace` arguments every function here takes."""
 
-    Must be called with a running loop (inside :func:`_run`): the workspace's session
-    is created lazily on that loop.
-    """
-    url = cloud_api_url or os.environ.get(_URL_ENV) or DEFAULT_CLOUD_API_URL
-    key = api_key if api_key is not None else os.environ.get(_API_KEY_ENV) or None
-    sandbox = sandbox_id if sandbox_id is not None else os.environ.get(_SANDBOX_ENV) or None
-    missing = []
-    if key is None:
-        missing.append(f"api_key= or {_API_KEY_ENV}")
-    if sandbox is None:
-        missing.append(f"sandbox_id= or {_SANDBOX_ENV}")
-    if missing:
-        raise ConfigurationError(
-            f"missing settings: pass {' and '.join(missing)} (set in the environment)"
-        )
-    assert key is not None
-    assert sandbox is not None
-    return CloudWorkspace(
-        url,
-        key,
-        sandbox,
-        session_api_key=session_api_key,
-        session_key_env=session_key_env,
-        retry=retry,
-        timeout=timeout,
-        allow_insecure_http=allow_insecure_http,
+    cloud_api_url: str | None
+    api_key: str | SecretStr | None
+    sandbox_id: str | None
+    session_api_key: str | SecretStr | None
+    session_key_env: str
+    retry: RetryPolicy | None
+    timeout: Timeouts | float | None
+    allow_insecure_http: bool
+    environ: Mapping[str, str] | None
+
+    @classmethod
+    def of(cls, arguments: Mapping[str, Any]) -> _WorkspaceArgs:
+        """The workspace arguments among a public function's ``locals()``."""
+        return cls(**{field.name: arguments[field.name] for field in fields(cls)})
+
+
+def _on_workspace(
+    name: str,
+    async_hint: str,
+    args: _WorkspaceArgs,
+    call: Callable[[CloudWorkspace], Awaitable[_T]],
+) -> _T:
+    """``call(workspace)`` on a private loop; ``None`` arguments are read from the environment."""
+    _check_no_running_loop(name, async_hint)
+    # The session key is left to the workspace: it reads ``session_key_env`` when sending.
+    settings = read_settings(
+        url=args.cloud_api_url,
+        api_key=args.api_key,
+        sandbox_id=args.sandbox_id,
+        require=("api_key", "sandbox_id"),
+        environ=args.environ,
     )
+    api_key, sandbox_id = settings.api_key, settings.sandbox_id
+    assert api_key is not None
+    assert sandbox_id is not None
+
+    async def main() -> _T:
+        # Built inside the loop: the workspace's session is created lazily on it.
+        async with CloudWorkspace(
+            settings.url,
+            api_key,
+            sandbox_id,
+            session_api_key=args.session_api_key,
+            session_key_env=args.session_key_env,
+            retry=args.retry,
+            timeout=args.timeout,
+            allow_insecure_http=args.allow_insecure_http,
+            environ=args.environ,
+        ) as ws:
+            return await call(ws)
+
+    return _run(main)
 
 
 def get_llm(
@@ -116,11 +130,13 @@ def get_llm(
     api_key: str | SecretStr | None = None,
     sandbox_id: str | None = None,
     *,
+    profile_name: str | None = None,
     session_api_key: str | SecretStr | None = None,
     session_key_env: str = DEFAULT_SESSION_KEY_ENV,
     retry: RetryPolicy | None = None,
     timeout: Timeouts | float | None = None,
     allow_insecure_http: bool = False,
+    environ: Mapping[str, str] | None = None,
     **overrides: Any,
 ) -> LLM:
     """The user's LLM settings, blocking: :meth:`CloudWorkspace.get_llm` without a loop.
@@ -130,12 +146,15 @@ def get_llm(
             ``https://app.all-hands.dev``).
         api_key: The user's cloud API key; ``None`` reads ``OPENHANDS_API_KEY``.
         sandbox_id: This sandbox's id; ``None`` reads ``SANDBOX_ID``.
+        profile_name: Load this named LLM profile of the account (``None``: its default
+            settings).
         session_api_key: The session key; ``None`` reads ``session_key_env`` when the
             request is made.
         session_key_env: The variable holding the session key.
         retry: The retry policy (default :class:`RetryPolicy`).
         timeout: Per-attempt :class:`Timeouts`, or a float for the total.
         allow_insecure_http: Allow ``http://`` to a host that is not loopback.
+        environ: Where the variables above are read; ``None``: ``os.environ``.
         **overrides: ``model=``, ``api_key=``... win over the account's settings.
 
     Returns:
@@ -150,22 +169,12 @@ def get_llm(
         >>> llm = sync.get_llm(temperature=0)  # doctest: +SKIP
         >>> litellm.completion(messages=[...], **llm.to_litellm_kwargs())  # doctest: +SKIP
     """
-    _check_no_running_loop("get_llm", "`llm = await CloudWorkspace(...).get_llm()`")
-
-    async def main() -> LLM:
-        async with _workspace(
-            cloud_api_url,
-            api_key,
-            sandbox_id,
-            session_api_key=session_api_key,
-            session_key_env=session_key_env,
-            retry=retry,
-            timeout=timeout,
-            allow_insecure_http=allow_insecure_http,
-        ) as ws:
-            return await ws.get_llm(**overrides)
-
-    return _run(main)
+    return _on_workspace(
+        "get_llm",
+        "`llm = await CloudWorkspace(...).get_llm()`",
+        _WorkspaceArgs.of(locals()),
+        lambda ws: ws.get_llm(profile_name, **overrides),
+    )
 
 
 def get_secrets(
@@ -175,11 +184,13 @@ def get_secrets(
     *,
     names: Iterable[str] | None = None,
     missing: Literal["error", "ignore"] = "error",
+    agent_profile_id: str | None = None,
     session_api_key: str | SecretStr | None = None,
     session_key_env: str = DEFAULT_SESSION_KEY_ENV,
     retry: RetryPolicy | None = None,
     timeout: Timeouts | float | None = None,
     allow_insecure_http: bool = False,
+    environ: Mapping[str, str] | None = None,
 ) -> dict[str, EnvHeaderLookupSecret]:
     """References to the user's secrets, blocking: :meth:`CloudWorkspace.get_secrets`.
 
@@ -193,11 +204,13 @@ def get_secrets(
         names: The names wanted, ``None`` for all.
         missing: ``"error"`` raises :class:`NotFoundError` for an absent name,
             ``"ignore"`` skips it.
+        agent_profile_id: List only this agent profile's secret references.
         session_api_key: As for :func:`get_llm`.
         session_key_env: As for :func:`get_llm`; the references name this variable.
         retry: As for :func:`get_llm`.
         timeout: As for :func:`get_llm`.
         allow_insecure_http: As for :func:`get_llm`.
+        environ: As for :func:`get_llm`.
 
     Returns:
         Secret name -> :class:`EnvHeaderLookupSecret` (holds no value; safe to store).
@@ -212,22 +225,56 @@ def get_secrets(
         >>> refs = sync.get_secrets(names=["GITHUB_TOKEN"])  # doctest: +SKIP
         >>> token = sync.resolve(refs["GITHUB_TOKEN"])  # doctest: +SKIP
     """
-    _check_no_running_loop("get_secrets", "`refs = await CloudWorkspace(...).get_secrets()`")
+    return _on_workspace(
+        "get_secrets",
+        "`refs = await CloudWorkspace(...).get_secrets()`",
+        _WorkspaceArgs.of(locals()),
+        lambda ws: ws.get_secrets(names, missing, agent_profile_id=agent_profile_id),
+    )
 
-    async def main() -> dict[str, EnvHeaderLookupSecret]:
-        async with _workspace(
-            cloud_api_url,
-            api_key,
-            sandbox_id,
-            session_api_key=session_api_key,
-            session_key_env=session_key_env,
-            retry=retry,
-            timeout=timeout,
-            allow_insecure_http=allow_insecure_http,
-        ) as ws:
-            return await ws.get_secrets(names, missing=missing)
 
-    return _run(main)
+def get_mcp_config(
+    cloud_api_url: str | None = None,
+    api_key: str | SecretStr | None = None,
+    sandbox_id: str | None = None,
+    *,
+    session_api_key: str | SecretStr | None = None,
+    session_key_env: str = DEFAULT_SESSION_KEY_ENV,
+    retry: RetryPolicy | None = None,
+    timeout: Timeouts | float | None = None,
+    allow_insecure_http: bool = False,
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, MCPServer]:
+    """The user's MCP servers, blocking: :meth:`CloudWorkspace.get_mcp_config`.
+
+    Args:
+        cloud_api_url: As for :func:`get_llm`.
+        api_key: As for :func:`get_llm`.
+        sandbox_id: As for :func:`get_llm`.
+        session_api_key: As for :func:`get_llm`.
+        session_key_env: As for :func:`get_llm`.
+        retry: As for :func:`get_llm`.
+        timeout: As for :func:`get_llm`.
+        allow_insecure_http: As for :func:`get_llm`.
+        environ: As for :func:`get_llm`.
+
+    Returns:
+        Server name -> :class:`MCPServer` (header and env values as ``SecretStr``).
+
+    Raises:
+        ConfigurationError: Called inside a running event loop, or missing settings.
+        CloudCredsError: The typed error of any other failure.
+
+    Example:
+        >>> from cloudcreds import sync
+        >>> servers = sync.get_mcp_config()  # doctest: +SKIP
+    """
+    return _on_workspace(
+        "get_mcp_config",
+        "`servers = await CloudWorkspace(...).get_mcp_config()`",
+        _WorkspaceArgs.of(locals()),
+        lambda ws: ws.get_mcp_config(),
+    )
 
 
 def get_credentials(
@@ -242,6 +289,7 @@ def get_credentials(
     retry: RetryPolicy | None = None,
     timeout: Timeouts | float | None = None,
     allow_insecure_http: bool = False,
+    environ: Mapping[str, str] | None = None,
     **llm_overrides: Any,
 ) -> Credentials:
     """LLM settings and secret references, blocking: :meth:`CloudWorkspace.get_credentials`.
@@ -259,6 +307,7 @@ def get_credentials(
         retry: As for :func:`get_llm`.
         timeout: As for :func:`get_llm`.
         allow_insecure_http: As for :func:`get_llm`.
+        environ: As for :func:`get_llm`.
         **llm_overrides: As for :func:`get_llm`.
 
     Returns:
@@ -274,24 +323,12 @@ def get_credentials(
         >>> creds.llm.model, sorted(creds.secrets)  # doctest: +SKIP
         ('anthropic/claude-sonnet-4-5', ['GITHUB_TOKEN'])
     """
-    _check_no_running_loop(
-        "get_credentials", "`creds = await CloudWorkspace(...).get_credentials()`"
+    return _on_workspace(
+        "get_credentials",
+        "`creds = await CloudWorkspace(...).get_credentials()`",
+        _WorkspaceArgs.of(locals()),
+        lambda ws: ws.get_credentials(names, missing=missing, **llm_overrides),
     )
-
-    async def main() -> Credentials:
-        async with _workspace(
-            cloud_api_url,
-            api_key,
-            sandbox_id,
-            session_api_key=session_api_key,
-            session_key_env=session_key_env,
-            retry=retry,
-            timeout=timeout,
-            allow_insecure_http=allow_insecure_http,
-        ) as ws:
-            return await ws.get_credentials(names, missing=missing, **llm_overrides)
-
-    return _run(main)
 
 
 def resolve(

@@ -3,79 +3,107 @@
 from __future__ import annotations
 
 import argparse
-import os
+import math
+import sys
 import textwrap
-from dataclasses import dataclass
-from typing import Any, Final
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, replace
+from typing import Any, Final, TypeVar
 
-from .._config import DEFAULT_CLOUD_API_URL, DEFAULT_SESSION_KEY_ENV, RetryPolicy
+from pydantic import SecretStr
+
+from .._config import (
+    DEFAULT_ATTEMPTS,
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_READ_TIMEOUT,
+    DEFAULT_TOTAL_TIMEOUT,
+    RetryPolicy,
+    Timeouts,
+)
 from .._errors import ConfigurationError
+from .._settings import (
+    API_KEY_ENV,
+    SANDBOX_ENV,
+    URL_ENV,
+    Setting,
+    SettingNames,
+    read_settings,
+)
+from .._settings import SESSION_KEY_ENV as SESSION_ENV
 from .._workspace import CloudWorkspace
 from ._output import PROG
 
 __all__ = [
     "API_KEY_ENV",
+    "API_KEY_ONLY",
+    "CLI_NAMES",
     "HELP_WIDTH",
     "SANDBOX_ENV",
+    "SECRET_LIST",
     "SESSION_ENV",
     "URL_ENV",
+    "USERS_ME",
     "Connection",
     "add_connection",
     "add_subparser",
     "add_verbose",
+    "attempt_timeouts",
     "connection",
+    "fraction",
+    "non_negative_float",
     "non_negative_int",
-    "pick",
     "positive_float",
     "positive_int",
-    "retry_timeout",
     "tcp_port",
 ]
 
-URL_ENV: Final = "OPENHANDS_CLOUD_API_URL"
-API_KEY_ENV: Final = "OPENHANDS_API_KEY"
-SANDBOX_ENV: Final = "SANDBOX_ID"
-SESSION_ENV: Final = DEFAULT_SESSION_KEY_ENV
+_N = TypeVar("_N", int, float)
+
 #: Width of the descriptions in ``--help``.
 HELP_WIDTH: Final = 78
 
 
-def non_negative_int(text: str) -> int:
-    """An argparse type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
+def _bounded(
+    convert: Callable[[str], _N],
+    what: str,
+    *,
+    low: _N | None = None,
+    high: _N | None = None,
+    low_open: bool = False,
+) -> Callable[[str], _N]:
+    """An argparse type: ``convert(text)``, finite, within ``[low, high]`` (or ``(low, ...``)."""
+
+    def parse(text: str) -> _N:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be finite, got {text}")
+        if low is not None and (value <= low if low_open else value < low):
+            raise argparse.ArgumentTypeError(
+                f"must be {'>' if low_open else '>='} {low}, got {text}"
+            )
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"must be <= {high:g}, got {text}")
+        return value
+
+    parse.__doc__ = f"An argparse type: {what} ({low}..{high})."
+    return parse
 
 
-def positive_int(text: str) -> int:
-    """An argparse type: an integer >= 1."""
-    value = non_negative_int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def tcp_port(text: str) -> int:
-    """An argparse type: a TCP port number (0 for any free port)."""
-    value = non_negative_int(text)
-    if value > 65535:
-        raise argparse.ArgumentTypeError(f"not a TCP port: {value}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    """An argparse type: a finite number of seconds > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
-    return value
+#: An argparse type: an integer >= 0.
+non_negative_int = _bounded(int, "an integer", low=0)
+#: An argparse type: an integer >= 1.
+positive_int = _bounded(int, "an integer", low=1)
+#: An argparse type: a TCP port number (0 for any free port).
+tcp_port = _bounded(int, "a TCP port", low=0, high=65535)
+#: An argparse type: a finite number of seconds > 0.
+positive_float = _bounded(float, "a number of seconds", low=0.0, low_open=True)
+#: An argparse type: a finite number of seconds >= 0.
+non_negative_float = _bounded(float, "a number of seconds", low=0.0)
+#: An argparse type: a number from 0 to 1.
+fraction = _bounded(float, "a number", low=0.0, high=1.0)
 
 
 def add_verbose(parser: argparse.ArgumentParser, dest: str) -> None:
@@ -92,27 +120,43 @@ def add_verbose(parser: argparse.ArgumentParser, dest: str) -> None:
 
 def add_connection(parser: argparse.ArgumentParser, *, sandbox: bool) -> None:
     """Add the options that say which cloud (and sandbox) to talk to, and how."""
-    group = parser.add_argument_group("connection")
+    group = parser.add_argument_group("connection (a flag wins over its variable)")
     group.add_argument("--url", metavar="URL", help=f"cloud API URL (env {URL_ENV})")
-    group.add_argument(
+    keys = group.add_mutually_exclusive_group()
+    keys.add_argument(
         "--api-key", metavar="KEY", help=f"the user's cloud API key (env {API_KEY_ENV})"
+    )
+    keys.add_argument(
+        "--api-key-file",
+        metavar="FILE",
+        help="read the API key from FILE (- for stdin): it stays out of ps and shell history",
     )
     if sandbox:
         group.add_argument("--sandbox-id", metavar="ID", help=f"the sandbox id (env {SANDBOX_ENV})")
-        group.add_argument(
+        session = group.add_mutually_exclusive_group()
+        session.add_argument(
             "--session-key", metavar="KEY", help=f"the sandbox's session key (env {SESSION_ENV})"
+        )
+        session.add_argument(
+            "--session-key-file",
+            metavar="FILE",
+            help="read the session key from FILE (- for stdin)",
         )
     group.add_argument(
         "--retries",
         type=non_negative_int,
         metavar="N",
-        help="retries after a transient failure (default: the library's policy, 3; 0: none)",
+        help=f"retries after a transient failure (default {DEFAULT_ATTEMPTS - 1}; 0: none)",
     )
     group.add_argument(
         "--timeout",
         type=positive_float,
         metavar="SECONDS",
-        help="time limit of each attempt (default 30)",
+        help=(
+            "the most one attempt may take, waiting for an answer included (default: "
+            f"{DEFAULT_CONNECT_TIMEOUT:g} s to connect, {DEFAULT_READ_TIMEOUT:g} s between "
+            f"reads, {DEFAULT_TOTAL_TIMEOUT:g} s in all)"
+        ),
     )
     group.add_argument(
         "--allow-insecure-http",
@@ -137,23 +181,37 @@ def add_subparser(
     return parser
 
 
+#: The credentials ``/users/me`` takes (LLM settings, MCP servers).
+USERS_ME: Final[tuple[Setting, ...]] = ("api_key", "sandbox_id", "session_key")
+#: The credentials the secret list and the secret lookups take: no API key.
+SECRET_LIST: Final[tuple[Setting, ...]] = ("sandbox_id", "session_key")
+#: What a fan-out needs from the flags (the sandboxes come with their own keys).
+API_KEY_ONLY: Final[tuple[Setting, ...]] = ("api_key",)
+#: What ``--url``, ``--api-key``... are called in messages.
+CLI_NAMES: Final = SettingNames("--url", "--api-key", "--sandbox-id", "--session-key")
+#: Stands in for the API key of commands whose endpoints never send it (the secret list
+#: and the lookups send only the session key): CloudWorkspace asks for one.
+_NOT_SENT: Final = SecretStr("not-sent-by-this-command")
+
+
 @dataclass(frozen=True)
 class Connection:
     """Where and how a network command talks to the cloud, from its arguments."""
 
     url: str
-    api_key: str
-    sandbox_id: str
-    session_key: str
+    api_key: SecretStr | None
+    sandbox_id: str | None
+    session_key: SecretStr | None
     retry: RetryPolicy | None
-    timeout: float | None
+    timeout: Timeouts | None
     allow_insecure_http: bool = False
 
     def workspace(self) -> CloudWorkspace:
         """A workspace for this sandbox (its session is made at the first request)."""
+        assert self.sandbox_id is not None
         return CloudWorkspace(
             self.url,
-            self.api_key,
+            self.api_key or _NOT_SENT,
             self.sandbox_id,
             session_api_key=self.session_key,
             retry=self.retry,
@@ -162,38 +220,71 @@ class Connection:
         )
 
 
-def pick(flag: str | None, env: str) -> str | None:
-    """The flag's value if given, else the variable's if set and not empty."""
-    if flag is not None:
-        return flag
-    return os.environ.get(env) or None
+def _read_key(file: str, flag: str) -> str:
+    """A key from ``file`` (``-``: stdin), without its final line break."""
+    where = f"{flag} {file}"
+    try:
+        if file == "-":
+            text = sys.stdin.readline()
+        else:
+            with open(file, encoding="utf-8") as stream:
+                text = stream.read()
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read {where}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigurationError(f"{where} is not UTF-8 text") from None
+    if text.endswith("\n"):
+        text = text[:-1].removesuffix("\r")
+    if not text.strip():
+        raise ConfigurationError(f"{where} is empty")
+    return text
 
 
-def retry_timeout(args: argparse.Namespace) -> tuple[RetryPolicy | None, float | None]:
-    """The retry policy and per-attempt timeout of ``--retries`` and ``--timeout``."""
-    retry = None if args.retries is None else RetryPolicy(attempts=args.retries + 1)
-    return retry, args.timeout
+def connection(args: argparse.Namespace, *, require: Collection[Setting]) -> Connection:
+    """The connection of a network command: flags, then the environment, then defaults.
 
-
-def connection(args: argparse.Namespace) -> Connection:
-    """The connection of a sandbox command: flags first, then the environment."""
-    url = pick(args.url, URL_ENV) or DEFAULT_CLOUD_API_URL
-    api_key = pick(args.api_key, API_KEY_ENV)
-    sandbox_id = pick(args.sandbox_id, SANDBOX_ENV)
-    session_key = pick(args.session_key, SESSION_ENV)
-    missing = []
-    if api_key is None:
-        missing.append(f"the API key (--api-key or {API_KEY_ENV})")
-    if sandbox_id is None:
-        missing.append(f"the sandbox id (--sandbox-id or {SANDBOX_ENV})")
-    if session_key is None:
-        missing.append(f"the session key (--session-key or {SESSION_ENV})")
-    if missing:
-        raise ConfigurationError(f"missing {', '.join(missing)}")
-    assert api_key is not None
-    assert sandbox_id is not None
-    assert session_key is not None
-    retry, timeout = retry_timeout(args)
-    return Connection(
-        url, api_key, sandbox_id, session_key, retry, timeout, args.allow_insecure_http
+    Args:
+        args: The parsed arguments (of a parser given :func:`add_connection`).
+        require: The settings the command's endpoints use: only those must be set.
+    """
+    api_key_file = getattr(args, "api_key_file", None)
+    session_key_file = getattr(args, "session_key_file", None)
+    if api_key_file == "-" and session_key_file == "-":
+        raise ConfigurationError("--api-key-file and --session-key-file cannot both read stdin")
+    names = replace(
+        CLI_NAMES,
+        api_key=CLI_NAMES.api_key if api_key_file is None else f"--api-key-file {api_key_file}",
+        session_key=(
+            CLI_NAMES.session_key
+            if session_key_file is None
+            else f"--session-key-file {session_key_file}"
+        ),
     )
+    settings = read_settings(
+        url=args.url,
+        api_key=args.api_key if api_key_file is None else _read_key(api_key_file, "--api-key-file"),
+        sandbox_id=getattr(args, "sandbox_id", None),
+        session_key=(
+            getattr(args, "session_key", None)
+            if session_key_file is None
+            else _read_key(session_key_file, "--session-key-file")
+        ),
+        require=require,
+        names=names,
+    )
+    retry = None if args.retries is None else RetryPolicy(attempts=args.retries + 1)
+    timeout = None if args.timeout is None else attempt_timeouts(args.timeout)
+    return Connection(
+        settings.url,
+        settings.api_key,
+        settings.sandbox_id,
+        settings.session_key,
+        retry,
+        timeout,
+        args.allow_insecure_http,
+    )
+
+
+def attempt_timeouts(seconds: float) -> Timeouts:
+    """``--timeout SECONDS``: no attempt takes longer, nor waits longer for bytes."""
+    return Timeouts(connect=min(seconds, DEFAULT_CONNECT_TIMEOUT), read=seconds, total=seconds)

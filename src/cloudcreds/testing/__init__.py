@@ -8,10 +8,19 @@ authentication rules and error ``detail`` strings:
 * ``GET /api/v1/sandboxes/{sandbox_id}/settings/secrets`` (session key),
 * ``GET /api/v1/sandboxes/{sandbox_id}/settings/secrets/{name}`` (session key).
 
-It records every request (header values only as keyed digests, so tests can assert which
-keys were sent without storing them) and injects faults on demand: error statuses with
-``Retry-After``, latency, dropped connections, truncated, malformed, slow or huge bodies,
-redirects. It depends on aiohttp and the standard library only.
+It follows the real server where clients can tell: routing on the decoded path (a name
+containing ``/`` is unreachable), FastAPI's parsing of ``expose_secrets`` (an invalid
+value is a 422), git provider tokens listed after the custom secrets, LLM profiles, MCP
+servers, agent profiles restricting the listing (``?agent_profile_id=``), sandboxes without
+an owner, and ``/users/me`` in the ``flat``, ``agent_settings`` or ``both`` shapes. All of
+it can be given in a seed (:meth:`FakeCloud.load_seed`) or through the Python API.
+
+It records the most recent requests (a bounded ring; header values only as keyed digests,
+so tests can assert which keys were sent without storing them) and injects faults on
+demand: error statuses with ``Retry-After``, latency, dropped connections, truncated,
+malformed, slow or huge bodies, redirects, and a seeded random fault rate. It shares no
+code with the client: it uses aiohttp, pydantic (for the seed) and cloudcreds' error
+types only.
 
 Example:
     A test of an agent that inherits the user's credentials, without a cloud account::
@@ -41,7 +50,19 @@ Example:
     (API key ``demo-api-key``, sandbox ``sb-demo``, session key ``demo-session-key``).
 """
 
-from ._fake import FakeCloud, FakeSandbox, FakeSecret, FakeUser, RecordedRequest
-from ._faults import Fault
+from ._faults import Fault, FaultRate
+from ._recording import RecordedRequest, RequestLog
+from ._server import FakeCloud
+from ._state import CloudCounts, FakeSandbox, FakeSecret, FakeUser
 
-__all__ = ["FakeCloud", "FakeSandbox", "FakeSecret", "FakeUser", "Fault", "RecordedRequest"]
+__all__ = [
+    "CloudCounts",
+    "FakeCloud",
+    "FakeSandbox",
+    "FakeSecret",
+    "FakeUser",
+    "Fault",
+    "FaultRate",
+    "RecordedRequest",
+    "RequestLog",
+]

@@ -8,11 +8,16 @@ for a path glob and the fake server applies one per matching request.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import random
+from collections import deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["Fault", "FaultKind"]
+from .._errors import ConfigurationError
+from ._recording import PathMatcher, compile_glob
+
+__all__ = ["Fault", "FaultKind", "FaultPlan", "FaultRate"]
 
 FaultKind = Literal[
     "status",
@@ -322,6 +327,34 @@ class Fault:
             raise ValueError(f"chunk must be an int > 0, got {chunk!r}")
         return cls("huge_body", size=size, chunk=chunk, content_length=bool(content_length))
 
+    @classmethod
+    def from_spec(cls, spec: str) -> Fault:
+        """Build a fault from a short name, as given on a command line.
+
+        ``"drop"``, ``"reset"`` (:meth:`reset_mid_body`), ``"truncate"``, ``"malformed"``,
+        or an HTTP status code such as ``"503"`` or ``"429"`` (:meth:`status`).
+
+        Args:
+            spec: The name (surrounding spaces and case ignored).
+
+        Returns:
+            The fault.
+
+        Raises:
+            ConfigurationError: If ``spec`` names no fault.
+        """
+        name = spec.strip().lower()
+        named = _NAMED_FAULTS.get(name)
+        if named is not None:
+            return named
+        if name.isdigit() and len(name) == 3 and 100 <= int(name) <= 599:
+            return cls.status(int(name))
+        choices = ", ".join(sorted(_NAMED_FAULTS))
+        raise ConfigurationError(
+            f"unknown fault {spec.strip()[:40]!r}: use an HTTP status code (e.g. 503) or "
+            f"one of {choices}"
+        )
+
     def __repr__(self) -> str:
         """Show the fault as the constructor call that builds it."""
         args: list[str] = []
@@ -344,3 +377,176 @@ class Fault:
         if self.headers:
             args.append(f"headers={dict(self.headers)!r}")
         return f"Fault.{kind}({', '.join(args)})"
+
+
+_NAMED_FAULTS: dict[str, Fault] = {
+    "drop": Fault.drop(),
+    "reset": Fault.reset_mid_body(),
+    "truncate": Fault.truncate(),
+    "malformed": Fault.malformed(),
+}
+
+DEFAULT_RANDOM_FAULTS: tuple[Fault, ...] = (Fault.status(503), Fault.drop())
+"""The faults :meth:`FakeCloud.set_fault_rate` draws from when given none."""
+
+
+@dataclass(frozen=True)
+class FaultRate:
+    """Random faults for a fraction of requests, reproducible from a seed.
+
+    Attributes:
+        rate: The fraction of matching requests that get a fault, in [0, 1].
+        faults: The faults drawn from (uniformly), one per faulty request.
+        seed: The seed of the random generator (``None``: a random seed).
+        path_glob: The :mod:`fnmatch` pattern of the paths concerned.
+    """
+
+    rate: float
+    faults: tuple[Fault, ...] = DEFAULT_RANDOM_FAULTS
+    seed: int | None = None
+    path_glob: str = "*"
+
+    def __post_init__(self) -> None:
+        """Check the values."""
+        rate = self.rate
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
+            raise ValueError(f"rate must be a number between 0 and 1, got {rate!r}")
+        if not self.faults or not all(isinstance(fault, Fault) for fault in self.faults):
+            raise ValueError("faults must be one or more Fault objects")
+        compile_glob(self.path_glob)
+
+
+@dataclass(eq=False)
+class _FaultQueue:
+    path_glob: str
+    method: str
+    matches: PathMatcher
+    faults: deque[Fault]
+
+
+@dataclass(eq=False)
+class _Latency:
+    path_glob: str
+    matches: PathMatcher
+    seconds: float
+
+
+class FaultPlan:
+    """Which misbehaviour the fake server applies to each request.
+
+    Queued faults (:meth:`inject`) come first, in order; then, if a fault rate is set, a
+    random fault for that fraction of requests. Latencies (:meth:`set_latency`) apply to
+    every matching request on top.
+
+    Attributes:
+        injected: How many faults were applied, queued and random ones.
+    """
+
+    def __init__(self) -> None:
+        self.injected = 0
+        self._queues: list[_FaultQueue] = []
+        self._latencies: list[_Latency] = []
+        self._rate: FaultRate | None = None
+        self._rate_matches: PathMatcher | None = None
+        self._random = random.Random()
+
+    def inject(self, path_glob: str, faults: Sequence[Fault], method: str) -> None:
+        """Queue faults for a path glob and method (see :meth:`FakeCloud.inject`).
+
+        Args:
+            path_glob: The :mod:`fnmatch` pattern.
+            faults: The faults, one per matching request.
+            method: The HTTP method, ``"*"`` for any.
+
+        Raises:
+            ValueError: If the glob is empty or a fault is not a :class:`Fault`.
+        """
+        for fault in faults:
+            if not isinstance(fault, Fault):
+                raise ValueError(f"inject() takes Fault objects, got {fault!r:.60}")
+        method = method.upper()
+        for queue in self._queues:
+            if queue.path_glob == path_glob and queue.method == method:
+                queue.faults.extend(faults)
+                return
+        self._queues.append(_FaultQueue(path_glob, method, compile_glob(path_glob), deque(faults)))
+
+    def set_latency(self, seconds: float, path_glob: str) -> None:
+        """Set the latency of a path glob (see :meth:`FakeCloud.set_latency`).
+
+        Args:
+            seconds: The delay, >= 0; 0 removes it.
+            path_glob: The :mod:`fnmatch` pattern.
+
+        Raises:
+            ValueError: If ``seconds`` is negative or not a number, or the glob is empty.
+        """
+        seconds = _check_delay(seconds, "seconds")
+        matches = compile_glob(path_glob)
+        self._latencies = [lat for lat in self._latencies if lat.path_glob != path_glob]
+        if seconds > 0:
+            self._latencies.append(_Latency(path_glob, matches, seconds))
+
+    def set_rate(self, rate: FaultRate | None) -> None:
+        """Set (or with ``None`` remove) the random faults.
+
+        Args:
+            rate: The fault rate.
+        """
+        self._rate = rate if rate is not None and rate.rate > 0 else None
+        self._rate_matches = None if self._rate is None else compile_glob(self._rate.path_glob)
+        self._random = random.Random(None if rate is None else rate.seed)
+
+    @property
+    def rate(self) -> FaultRate | None:
+        """The random faults in force, or ``None``."""
+        return self._rate
+
+    def clear(self) -> None:
+        """Drop every queued fault, latency and fault rate."""
+        self._queues.clear()
+        self._latencies.clear()
+        self.set_rate(None)
+
+    def next_fault(self, method: str, path: str) -> Fault | None:
+        """The fault for a request, if any, consuming it.
+
+        Args:
+            method: The request's method.
+            path: Its decoded path.
+
+        Returns:
+            The fault to apply, or ``None`` for a normal answer.
+        """
+        for queue in self._queues:
+            if queue.faults and (queue.method in ("*", method)) and queue.matches(path):
+                self.injected += 1
+                return queue.faults.popleft()
+        rate = self._rate
+        if rate is None or self._rate_matches is None or not self._rate_matches(path):
+            return None
+        draw = self._random
+        if draw.random() >= rate.rate:
+            return None
+        self.injected += 1
+        return rate.faults[draw.randrange(len(rate.faults))]
+
+    def latency_for(self, path: str) -> float:
+        """The added delay for a path: the largest latency whose glob matches it.
+
+        Args:
+            path: The decoded path.
+
+        Returns:
+            Seconds, 0 when none applies.
+        """
+        delay = 0.0
+        for latency in self._latencies:
+            if latency.seconds > delay and latency.matches(path):
+                delay = latency.seconds
+        return delay
+
+    @property
+    def active(self) -> bool:
+        """Whether any fault, latency or rate may apply (a fast path when not)."""
+        return bool(self._queues or self._latencies or self._rate)
