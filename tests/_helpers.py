@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
 import json
 import socket
 import time
@@ -31,6 +32,7 @@ LIBRARY_ENV = (
     "SANDBOX_ID",
     "SESSION_API_KEY",
     "CLOUDCREDS_TRUSTED_ORIGINS",
+    "CLOUDCREDS_ALLOWED_ENV",
 )
 
 # Canary values: distinct, recognisable, and never allowed to appear in any output.
@@ -91,6 +93,11 @@ async def wait_until(condition: Callable[[], object], *, within: float = 5.0) ->
         if time.monotonic() > deadline:
             pytest.fail("condition not reached in time")
         await asyncio.sleep(0.005)
+
+
+def http_date_in(seconds: float) -> str:
+    """An HTTP date ``seconds`` from now (negative: in the past), as ``Retry-After`` takes."""
+    return email.utils.formatdate(time.time() + seconds, usegmt=True)
 
 
 def closed_port() -> int:

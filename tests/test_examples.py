@@ -91,7 +91,11 @@ EXAMPLE_CASES = (
             r"^env var name in payload: yes$",
             r"^GET /secrets/GITHUB_TOKEN -> 200 \{'ok': True, 'length': 25\}$",
             r"^GET /secrets/SLACK_WEBHOOK -> 200 \{'ok': True, 'length': 30\}$",
+            r"^POST /secrets \(hostile\) -> 200$",
+            r"^GET /secrets/STEAL_SESSION_KEY -> 502 .*'error': 'UntrustedOriginError'",
+            r"^GET /secrets/STEAL_API_KEY -> 502 .*'error': 'SecretResolutionError'",
             r"^cloud fetches of GITHUB_TOKEN: 1$",
+            r"^requests the attacker's server received: 0$",
         ),
     ),
     Example(

@@ -31,6 +31,7 @@ from ._urls import check_base_url, safe_url
 from .secrets import EnvHeaderLookupSecret
 from .secrets._base import validation_message
 from .secrets._env import check_env_name
+from .secrets._lookup import issued_reference
 
 __all__ = ["CloudWorkspace", "pooled_workspace"]
 
@@ -42,14 +43,6 @@ _SESSION_HEADER: Final = "X-Session-API-Key"
 _DOT_SEGMENTS: Final = frozenset({".", ".."})
 _MISSING_CHOICES: Final = ("error", "ignore")
 
-# A fan-out builds a reference per secret for every sandbox, from parts made here:
-# model_construct (no validation) with every field given, which skips the lookup of
-# defaults and costs about half of model_construct with defaults, and of validation.
-# Each reference gets its own fields-set, headers and env_headers.
-_REF_KIND: Final = EnvHeaderLookupSecret.model_fields["kind"].default
-_REF_FIELDS_SET: Final = frozenset({"description", "url", "env_headers"})  # as a user builds one
-
-
 class _Environ:
     """The ``environ`` a workspace reads: its ``repr`` shows no value (it may hold keys)."""
 
@@ -60,20 +53,6 @@ class _Environ:
 
     def __repr__(self) -> str:
         return f"<environ: {len(self.mapping)} variables>"
-
-
-def _reference(
-    url: str, description: str | None, env_headers: dict[str, str]
-) -> EnvHeaderLookupSecret:
-    """An :class:`EnvHeaderLookupSecret` from trusted parts, without validation."""
-    return EnvHeaderLookupSecret.model_construct(
-        set(_REF_FIELDS_SET),
-        kind=_REF_KIND,
-        description=description,
-        url=url,
-        headers={},
-        env_headers=env_headers,
-    )
 
 
 @functools.lru_cache(maxsize=1024)
@@ -448,8 +427,10 @@ class CloudWorkspace(AsyncResource):
         env = self._session_key_env
         prefix = self._secrets_url + "/"
         return {
-            meta["name"]: _reference(
-                prefix + _quote_part(meta["name"]), meta.get("description"), {_SESSION_HEADER: env}
+            meta["name"]: issued_reference(
+                prefix + _quote_part(meta["name"]),
+                description=meta.get("description"),
+                env_headers={_SESSION_HEADER: env},
             )
             for meta in listed
         }

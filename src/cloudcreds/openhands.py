@@ -249,11 +249,12 @@ def _openhands_secret(
 
 def _embedded_lookup(source: CloudLookupSecret) -> OpenHandsLookupSecret:
     """OpenHands' own LookupSecret, with each env-header value read now and embedded."""
-    ResolveContext().check_origin(source.url)  # never embed a key for an untrusted origin
+    ctx = ResolveContext()
+    ctx.check_origin(source.url)  # never embed a key for an untrusted origin
     headers = {name: value.get_secret_value() for name, value in source.headers.items()}
     if isinstance(source, CloudEnvHeaderLookupSecret):
         for header, env in source.env_headers.items():
-            headers[header] = read_env(env, purpose=f"the {header} header")
+            headers[header] = read_env(ctx.environ, env, purpose=f"the {header} header")
     return OpenHandsLookupSecret(url=source.url, headers=headers, description=source.description)
 
 

@@ -127,21 +127,46 @@ class SecretSource(RedactedFrozenModel):
                 :class:`CloudCredsError` subclass for HTTP failures).
         """
 
+    def fingerprint(self, ctx: ResolveContext) -> bytes:
+        """Check this source against ``ctx``'s rules; digest what else its value depends on.
+
+        :class:`SecretResolver` calls it before it looks in its cache, and keys the cache
+        on the source's fields plus this digest. The default: nothing outside the
+        fields (``b""``). A source whose value depends on something it reads (an
+        environment variable...) returns ``ctx.digest(that)``, so a new value misses the
+        cache; a source that sends requests checks its origin here too, so a cached
+        value is never served for a reference the rule refuses.
+
+        Raises:
+            SecretResolutionError: The source breaks the context's rules (for example
+                :class:`UntrustedOriginError`); nothing was read or sent.
+        """
+        return b""
+
     async def get_value(self) -> str:
         """Resolve once with a default context (its own short-lived session).
 
-        The default trust rule applies: ``CLOUDCREDS_TRUSTED_ORIGINS`` if set, else any
-        ``https://`` or loopback ``http://`` origin. For many resolves, or caching,
-        use a :class:`SecretResolver`.
+        The default trust rule applies (see :class:`ResolveContext`): lookups only to
+        ``CLOUDCREDS_TRUSTED_ORIGINS``, else the origin of ``OPENHANDS_CLOUD_API_URL``,
+        else ``https://app.all-hands.dev``, plus the workspace's origin for a reference
+        a workspace of this process returned. For many resolves, or caching, use a
+        :class:`SecretResolver`.
         """
         async with ResolveContext() as ctx:
             return await self.resolve(ctx)
 
 
 def _check_no_masks(source: SecretSource) -> None:
-    """Refuse a source whose secret fields hold the mask: it was dumped redacted."""
+    """Refuse a source whose secret fields hold the mask: it was dumped redacted.
 
-    def walk(value: Any, path: str) -> None:
+    Walks the field values with a stack, not recursion: data nested thousands deep
+    (a user kind with an ``Any`` field) cannot raise ``RecursionError`` here.
+    """
+    stack: list[tuple[Any, str]] = [
+        (getattr(source, name), name) for name in type(source).model_fields
+    ]
+    while stack:
+        value, path = stack.pop()
         if isinstance(value, SecretStr):
             if value.get_secret_value() == MASK:
                 raise ConfigurationError(
@@ -150,17 +175,11 @@ def _check_no_masks(source: SecretSource) -> None:
                     "model_dump(context={'expose_secrets': True}))"
                 )
         elif isinstance(value, BaseModel):  # nested models of user-defined kinds
-            for field in type(value).model_fields:
-                walk(getattr(value, field), f"{path}.{field}")
+            stack.extend((getattr(value, f), f"{path}.{f}") for f in type(value).model_fields)
         elif isinstance(value, Mapping):
-            for key, item in value.items():
-                walk(item, f"{path}.{key}")
+            stack.extend((item, f"{path}.{key}") for key, item in value.items())
         elif isinstance(value, list | tuple):
-            for index, item in enumerate(value):
-                walk(item, f"{path}[{index}]")
-
-    for name in type(source).model_fields:
-        walk(getattr(source, name), name)
+            stack.extend((item, f"{path}[{index}]") for index, item in enumerate(value))
 
 
 def parse_secret_source(data: Mapping[str, Any] | SecretSource) -> SecretSource:
@@ -240,10 +259,15 @@ def load_secret_sources(data: Mapping[str, Any] | str | bytes) -> dict[str, Secr
     if isinstance(data, str | bytes):
         try:
             data = json.loads(data)
-        except ValueError:  # its .doc holds the whole text: not even as __context__
+        except (ValueError, RecursionError):  # its .doc holds the text: not even as context
+            # ValueError: bad JSON, bad UTF-8, an integer past Python's digit limit;
+            # RecursionError: nesting deeper than the interpreter's stack.
             data = _INVALID_JSON
         if data is _INVALID_JSON:
-            raise ConfigurationError("secret sources are not valid JSON")
+            raise ConfigurationError(
+                "secret sources are not valid JSON (or nest too deep, or hold an integer "
+                "too long to read)"
+            )
     if not isinstance(data, Mapping):
         raise ConfigurationError(
             f"secret sources must be a mapping of name to source, got {type(data).__name__}"
