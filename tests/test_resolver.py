@@ -22,6 +22,8 @@ from cloudcreds import (
     LookupSecret,
     NotFoundError,
     ResolveContext,
+    RetryBudget,
+    RetryEvent,
     RetryPolicy,
     SecretResolutionError,
     SecretResolver,
@@ -40,6 +42,7 @@ from _helpers import (
     FAST_RETRY,
     Account,
     assert_no_canary,
+    closed_port,
     wait_until,
 )
 
@@ -228,6 +231,29 @@ async def test_the_cache_is_bounded_least_recently_used_out_first(account: Accou
 def test_max_cache_entries_must_be_positive(bad: Any) -> None:
     with pytest.raises(ConfigurationError, match="max_cache_entries"):
         SecretResolver(max_cache_entries=bad)
+
+
+@pytest.mark.parametrize("budget", ["default", "none"])
+async def test_a_resolver_shares_a_retry_budget_by_default(budget: str) -> None:
+    # issue 10/11: against a cloud that is down, a resolver's fetches stop retrying
+    # once the shared budget is spent; retry_budget=None retries every fetch in full.
+    events: list[RetryEvent] = []
+    policy = FAST_RETRY.with_(on_retry=events.append)
+    url = f"http://127.0.0.1:{closed_port()}"
+    sources = {
+        str(i): LookupSecret(url=f"{url}/secret/{i}", headers={"X-K": "v"}) for i in range(300)
+    }
+    options: dict[str, Any] = {} if budget == "default" else {"retry_budget": None}
+    async with SecretResolver(retry=policy, trusted_origins=[url], **options) as resolver:
+        settled = await resolver.resolve_all_settled(sources)
+    assert all(isinstance(result, CloudCredsError) for result in settled.values())
+    paid = [event for event in events if not event.budget_exhausted]
+    if budget == "default":
+        full = RetryBudget()
+        assert len(paid) == full.capacity // full.retry_cost
+        assert any(event.budget_exhausted for event in events)
+    else:
+        assert len(paid) == 300 * (policy.attempts - 1)
 
 
 async def test_resolvers_and_contexts_refuse_to_be_pickled() -> None:

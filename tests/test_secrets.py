@@ -253,6 +253,35 @@ async def test_env_header_lookup_refuses_cr_lf(
     assert account.cloud.requests == []
 
 
+@pytest.mark.parametrize("kind", ["LookupSecret", "EnvHeaderLookupSecret"])
+async def test_traceback_locals_of_a_failing_lookup_hold_no_key(
+    account: Account, trust_cloud: None, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    # issue 9 item 9: error reporters that capture locals (Sentry, loguru's diagnose)
+    # see the request headers of the lookup's own frames masked.
+    monkeypatch.setenv(SESSION_ENV, CANARY_SESSION_KEY)
+    account.cloud.inject("/api/v1/sandboxes/sb-1/settings/secrets/GITHUB_TOKEN", Fault.status(401))
+    # (no key in this test's own locals either: its frame is in the traceback too)
+    source = (
+        LookupSecret(
+            url=secret_url(account, "GITHUB_TOKEN"),
+            headers={
+                "Authorization": "Bearer " + CANARY_API_KEY,
+                SESSION_HEADER: CANARY_SESSION_KEY,
+            },
+        )
+        if kind == "LookupSecret"
+        else env_lookup(account, headers={"Authorization": "Bearer " + CANARY_API_KEY})
+    )
+    with pytest.raises(AuthenticationError) as info:
+        await source.get_value()
+    text = "".join(
+        traceback.TracebackException.from_exception(info.value, capture_locals=True).format()
+    )
+    assert "MaskedHeaders" in text  # the locals were captured
+    assert_no_canary(text)
+
+
 async def test_nul_in_header_values_is_refused_at_construction(account: Account) -> None:
     # os.environ cannot hold NUL, so the NUL check is exercised on fixed headers.
     with pytest.raises(ValidationError) as info:

@@ -137,7 +137,7 @@ def test_load_accepts_bytes_built_by_hand() -> None:
     ids=["broken", "bad-bytes", "empty", "cut-short", "deep", "deep-entry", "huge-int"],
 )
 def test_bad_json_is_a_configuration_error(data: str | bytes) -> None:
-    with pytest.raises(ConfigurationError, match="not valid JSON") as info:
+    with pytest.raises(ConfigurationError, match=r"not valid|nested too deeply|too long") as info:
         load_secret_sources(data)
     assert info.value.__cause__ is None
 

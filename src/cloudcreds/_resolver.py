@@ -5,10 +5,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-import warnings
 from collections import OrderedDict
 from collections.abc import Hashable, Iterable, Mapping
-from types import TracebackType
 from typing import Any, NoReturn
 
 import aiohttp
@@ -18,14 +16,18 @@ from ._config import (
     DEFAULT_MAX_BODY_SIZE,
     DEFAULT_RESOLVER_CACHE_SIZE,
     DEFAULT_RESOLVER_CONCURRENCY,
+    RetryBudget,
     RetryPolicy,
     Timeouts,
 )
 from ._errors import CloudCredsError, ConfigurationError
+from ._lifecycle import AsyncResource
 from .secrets import ResolveContext, SecretSource, parse_secret_source
 from .secrets._context import refuse_pickling
 
 __all__ = ["SecretResolver"]
+
+_DEFAULT_BUDGET = RetryBudget()  # frozen: one value serves every resolver
 
 _ATOMS = (str, int, float, bool, bytes, type(None))
 
@@ -83,7 +85,7 @@ def _cache_key(source: SecretSource, ctx: ResolveContext) -> tuple[Hashable, byt
     return _freeze(source), source.fingerprint(ctx)
 
 
-class SecretResolver:
+class SecretResolver(AsyncResource):
     """Resolves secret references for a long-running asyncio server.
 
     Concurrent resolves of equal sources share one fetch (single-flight); with
@@ -113,6 +115,9 @@ class SecretResolver:
             time.
         max_body_size: Largest secret value accepted, in bytes.
         max_cache_entries: Most values cached (default 10,000).
+        retry_budget: The :class:`RetryBudget` all of this resolver's fetches share:
+            against a cloud that is down, retries stop once it is spent and resume as
+            successes refill it. ``None`` disables it (every fetch retries per ``retry``).
     """
 
     def __init__(
@@ -128,7 +133,9 @@ class SecretResolver:
         environ: Mapping[str, str] | None = None,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
         max_cache_entries: int = DEFAULT_RESOLVER_CACHE_SIZE,
+        retry_budget: RetryBudget | None = _DEFAULT_BUDGET,
     ) -> None:
+        super().__init__()
         if not isinstance(max_concurrency, int) or max_concurrency < 1:
             raise ConfigurationError(f"max_concurrency must be >= 1, got {max_concurrency!r}")
         if cache_ttl is not None and (
@@ -148,6 +155,7 @@ class SecretResolver:
             environ=environ,
             max_body_size=max_body_size,
             max_connections=max_concurrency,
+            retry_budget=retry_budget,
         )
         self._limiter = asyncio.Semaphore(max_concurrency)
         self._ttl = cache_ttl
@@ -155,17 +163,11 @@ class SecretResolver:
         self._cache: OrderedDict[Hashable, tuple[str, float]] = OrderedDict()  # LRU order
         self._inflight: dict[Hashable, _Flight] = {}
         self._tasks: set[asyncio.Task[str]] = set()  # every fetch still running
-        self._closed = False
 
     @property
     def context(self) -> ResolveContext:
         """The context sources are resolved with."""
         return self._ctx
-
-    @property
-    def closed(self) -> bool:
-        """Whether :meth:`aclose` was called."""
-        return self._closed
 
     def __repr__(self) -> str:  # getattr: a half-built resolver (constructor raised) too
         ctx = getattr(self, "_ctx", None)
@@ -190,7 +192,7 @@ class SecretResolver:
             SecretResolutionError: The source could not produce a value.
             CloudCredsError: The typed error of an HTTP failure.
         """
-        self._check_open()
+        self.check_open()
         joined = self._join(
             source if isinstance(source, SecretSource) else parse_secret_source(source)
         )
@@ -207,11 +209,7 @@ class SecretResolver:
                 raise _closed_while_resolving() from None  # aclose(), not this caller
             raise
         finally:
-            self._release(key, flight)
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise ConfigurationError("this SecretResolver is closed; create a new one")
+            self._leave(key, flight)
 
     def _join(self, source: SecretSource) -> str | tuple[Hashable, _Flight]:
         """A cached value of ``source``, else the fetch for it (started if none is running).
@@ -236,7 +234,7 @@ class SecretResolver:
             task.add_done_callback(functools.partial(self._settle, key, flight))
         return key, flight
 
-    def _release(self, key: Hashable, flight: _Flight) -> None:
+    def _leave(self, key: Hashable, flight: _Flight) -> None:
         """One waiter of ``flight`` is gone; when none is left, stop the fetch."""
         flight.waiters -= 1
         if not flight.waiters and not flight.task.done():
@@ -298,7 +296,7 @@ class SecretResolver:
         No task per name: each name waits on the shared fetch of its source, as
         :meth:`resolve` does, and a fetch nobody waits for any more is cancelled.
         """
-        self._check_open()
+        self.check_open()
         results: dict[str, str | CloudCredsError] = {}
         waiting: dict[str, tuple[Hashable, _Flight]] = {}
         try:
@@ -335,7 +333,7 @@ class SecretResolver:
                     raise error
         finally:
             for key, flight in waiting.values():
-                self._release(key, flight)
+                self._leave(key, flight)
         return {name: results[name] for name in sources}
 
     def invalidate(self, source: SecretSource | Mapping[str, Any] | None = None) -> None:
@@ -358,9 +356,8 @@ class SecretResolver:
 
     # -- lifecycle -----------------------------------------------------------------
 
-    async def aclose(self) -> None:
-        """Cancel fetches in flight, drop the cache, close an owned session. Idempotent."""
-        self._closed = True
+    async def _release(self) -> None:
+        """Cancel fetches in flight, drop the cache, close an owned session."""
         tasks = list(self._tasks)
         self._inflight.clear()
         self._cache.clear()
@@ -370,26 +367,8 @@ class SecretResolver:
             await asyncio.gather(*tasks, return_exceptions=True)
         await self._ctx.aclose()
 
-    async def __aenter__(self) -> SecretResolver:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
+    def _owns_open_resources(self) -> bool:
+        return self._ctx.owns_open_session()
 
     def __reduce_ex__(self, protocol: Any) -> NoReturn:
         refuse_pickling(self)
-
-    def __del__(self) -> None:
-        ctx = getattr(self, "_ctx", None)
-        if ctx is not None and not self._closed and ctx.owns_open_session():
-            warnings.warn(
-                "unclosed SecretResolver: use `async with` or `await ….aclose()`",
-                ResourceWarning,
-                stacklevel=2,
-                source=self,
-            )

@@ -223,6 +223,8 @@ def test_round_trip_through_openhands_json_keeps_every_field(
     assert loaded.model_dump(context={"expose_secrets": True}) == original.model_dump(
         context={"expose_secrets": True}
     )
+    # A reference loaded from JSON came from data: the agent server trusts its cloud.
+    monkeypatch.setenv("CLOUDCREDS_TRUSTED_ORIGINS", cloud.url)
     assert loaded.get_value() == CANARY_SECRET
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import typing
 from abc import abstractmethod
 from collections.abc import Mapping
@@ -13,8 +12,10 @@ from pydantic_core import PydanticUndefined, to_jsonable_python
 
 from .._config import MASK
 from .._errors import ConfigurationError
+from .._jsonsafe import loads_untrusted
 from .._models import RedactedFrozenModel
 from ._context import ResolveContext
+from ._plugins import ENTRY_POINT_GROUP, load_plugins_for
 
 __all__ = [
     "SecretSource",
@@ -27,7 +28,6 @@ __all__ = [
 
 _REGISTRY: dict[str, type[SecretSource]] = {}
 _ALIASES: dict[str, str] = {}  # an older name of a kind -> the kind
-_INVALID_JSON: Any = object()
 
 
 def known_kinds() -> list[str]:
@@ -62,6 +62,11 @@ class SecretSource(RedactedFrozenModel):
 
             async def resolve(self, ctx: ResolveContext) -> str:
                 return await ctx.fetch_text(f"https://vault.example.com/v1/{self.path}")
+
+    A package can also advertise its kinds in the entry-point group
+    ``cloudcreds.secret_sources`` (``VaultSecret = "cloudcreds_vault:VaultSecret"``):
+    the first time data names a kind that is not registered, the installed plug-ins
+    are imported, so no import is needed beforehand.
 
     Sources are frozen pydantic models. Secret fields should be :class:`SecretStr`:
     they are masked in ``repr``, ``str`` and default dumps. By convention the kind is
@@ -200,10 +205,14 @@ def parse_secret_source(data: Mapping[str, Any] | SecretSource) -> SecretSource:
         )
     kind = data.get("kind")
     cls = _registered_by(kind) if isinstance(kind, str) else None
+    if cls is None and isinstance(kind, str):
+        load_plugins_for(kind)  # an installed package may advertise it
+        cls = _registered_by(kind)
     if cls is None:
         raise ConfigurationError(
             f"unknown secret source kind {kind!r}; known kinds: {', '.join(known_kinds())}"
-            " (a custom kind must be imported before it is parsed)"
+            " (a custom kind must be imported before it is parsed, or advertised by an "
+            f"installed package in the entry-point group {ENTRY_POINT_GROUP!r})"
         )
     try:
         source = cls.model_validate(data)
@@ -253,21 +262,12 @@ def load_secret_sources(data: Mapping[str, Any] | str | bytes) -> dict[str, Secr
     """Read what :func:`dump_secret_sources` wrote (a mapping, or its JSON text).
 
     Raises:
-        ConfigurationError: Invalid JSON, a non-mapping, or any entry that
-            :func:`parse_secret_source` refuses (the message names the entry).
+        ConfigurationError: Invalid JSON (also: bad UTF-8, nesting too deep, an integer
+            too long), a non-mapping, or any entry that :func:`parse_secret_source`
+            refuses (the message names the entry). Nothing else, whatever the input.
     """
     if isinstance(data, str | bytes):
-        try:
-            data = json.loads(data)
-        except (ValueError, RecursionError):  # its .doc holds the text: not even as context
-            # ValueError: bad JSON, bad UTF-8, an integer past Python's digit limit;
-            # RecursionError: nesting deeper than the interpreter's stack.
-            data = _INVALID_JSON
-        if data is _INVALID_JSON:
-            raise ConfigurationError(
-                "secret sources are not valid JSON (or nest too deep, or hold an integer "
-                "too long to read)"
-            )
+        data = loads_untrusted(data, error=ConfigurationError, what="the secret sources' text")
     if not isinstance(data, Mapping):
         raise ConfigurationError(
             f"secret sources must be a mapping of name to source, got {type(data).__name__}"

@@ -17,11 +17,13 @@ from .._config import (
     DEFAULT_CLOUD_API_URL,
     DEFAULT_MAX_BODY_SIZE,
     DEFAULT_SESSION_KEY_ENV,
+    RetryBudget,
     RetryPolicy,
     Timeouts,
 )
 from .._errors import ConfigurationError, SecretResolutionError, UntrustedOriginError
 from .._http import HTTPCore
+from .._lifecycle import AsyncResource
 from .._urls import origin_of, safe_url
 
 __all__ = [
@@ -146,7 +148,7 @@ def url_origin(url: str) -> str | None:
         return None
 
 
-class ResolveContext:
+class ResolveContext(AsyncResource):
     """What a :class:`SecretSource` gets when asked to resolve, and the trust rule.
 
     It carries an :class:`aiohttp.ClientSession` (created on first use if none was
@@ -165,7 +167,8 @@ class ResolveContext:
     and, for a workspace's reference, its ``session_key_env``.
 
     Use it as ``async with ResolveContext() as ctx:`` when you build one yourself;
-    :class:`SecretResolver` and :meth:`SecretSource.get_value` build their own. It
+    :class:`SecretResolver` and :meth:`SecretSource.get_value` build their own (the
+    resolver warns if it is never closed; a context leaves that to its owner). It
     cannot be pickled or copied.
 
     Args:
@@ -181,6 +184,8 @@ class ResolveContext:
             time.
         max_body_size: Largest secret value accepted, in bytes.
         max_connections: Most connections of the session this context creates.
+        retry_budget: A :class:`RetryBudget` shared by this context's requests (retries
+            stop when it is spent); ``None`` (the default for a lone context): no budget.
     """
 
     __slots__ = ("_digest_key", "_environ", "_http", "allowed_env", "trusted_origins")
@@ -196,7 +201,9 @@ class ResolveContext:
         environ: Mapping[str, str] | None = None,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
         max_connections: int = 100,
+        retry_budget: RetryBudget | None = None,
     ) -> None:
+        super().__init__()
         if environ is not None and not isinstance(environ, Mapping):
             raise ConfigurationError(f"environ must be a mapping, got {type(environ).__name__}")
         if not isinstance(max_connections, int) or max_connections < 1:
@@ -218,6 +225,7 @@ class ResolveContext:
             timeouts=timeout,
             max_body_size=max_body_size,
             connector_limit=max_connections,
+            retry_budget=retry_budget,
         )
 
     @property
@@ -239,11 +247,6 @@ class ResolveContext:
     def environ(self) -> Mapping[str, str]:
         """Where environment variables are read (:data:`os.environ` unless one was given)."""
         return os.environ if self._environ is None else self._environ
-
-    @property
-    def closed(self) -> bool:
-        """Whether :meth:`aclose` was called."""
-        return self._http.closed
 
     # -- the trust rule --------------------------------------------------------------
 
@@ -386,19 +389,12 @@ class ResolveContext:
 
     # -- lifecycle -------------------------------------------------------------------
 
-    async def aclose(self) -> None:
-        """Close the session this context created, if any. Idempotent."""
+    async def _release(self) -> None:
         await self._http.aclose()
 
     def owns_open_session(self) -> bool:
         """Whether this context created a session that is still open."""
         return self._http.has_open_owned_session
-
-    async def __aenter__(self) -> ResolveContext:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
 
     def __reduce_ex__(self, protocol: Any) -> NoReturn:
         refuse_pickling(self)

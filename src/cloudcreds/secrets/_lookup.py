@@ -9,7 +9,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import PrivateAttr, SecretStr, field_validator
 
 from .._errors import SecretResolutionError
-from .._headers import check_header_value, has_control_char
+from .._headers import MaskedHeaders, check_header_value, has_control_char
 from .._urls import parse_http_url
 from ._base import SecretSource
 from ._context import ResolveContext, check_env_name, url_origin
@@ -118,7 +118,25 @@ class LookupSecret(SecretSource):
         return b""
 
     def _request_headers(self, ctx: ResolveContext) -> dict[str, str]:
-        return {name: value.get_secret_value() for name, value in self.headers.items()}
+        # A mapping whose repr masks values: error reporters that capture locals see none.
+        return MaskedHeaders(
+            {name: value.get_secret_value() for name, value in self.headers.items()}
+        )
+
+    def request_headers(self, ctx: ResolveContext) -> dict[str, str]:
+        """The headers a request for this secret sends, once the trust rule has passed.
+
+        For code that hands the request to another client (e.g. an OpenHands
+        ``LookupSecret`` with the key embedded). The origin and the environment names
+        are checked before any variable is read.
+
+        Raises:
+            UntrustedOriginError: The origin is not trusted; nothing was read.
+            SecretResolutionError: A variable is not allowed, missing, or holds a
+                control character.
+        """
+        self._check(ctx)
+        return self._request_headers(ctx)
 
     async def resolve(self, ctx: ResolveContext) -> str:
         """GET ``url`` from a trusted origin and return the body.
