@@ -43,6 +43,18 @@ _SESSION_HEADER: Final = "X-Session-API-Key"
 _DOT_SEGMENTS: Final = frozenset({".", ".."})
 _MISSING_CHOICES: Final = ("error", "ignore")
 
+class _Environ:
+    """The ``environ`` a workspace reads: its ``repr`` shows no value (it may hold keys)."""
+
+    __slots__ = ("mapping",)
+
+    def __init__(self, mapping: Mapping[str, str]) -> None:
+        self.mapping = mapping
+
+    def __repr__(self) -> str:
+        return f"<environ: {len(self.mapping)} variables>"
+
+
 @functools.lru_cache(maxsize=1024)
 def _quote_part(name: str) -> str:
     """``name`` quoted as one URL path segment (cached: a fan-out repeats the same names)."""
@@ -243,7 +255,7 @@ class CloudWorkspace(AsyncResource):
             else key_argument(session_api_key, "session_api_key", header=_SESSION_HEADER)
         )
         self._session_key_env = session_key_env
-        self._environ = environ
+        self._environ = None if environ is None else _Environ(environ)
         self._me_url = base + _ME_PATH
         self._secrets_url = f"{base}/api/v1/sandboxes/{quote(sandbox_id, safe='')}/settings/secrets"
 
@@ -305,7 +317,7 @@ class CloudWorkspace(AsyncResource):
     def _session_key_value(self) -> str:
         if self._session_key is not None:
             return self._session_key.get_secret_value()
-        environ = os.environ if self._environ is None else self._environ
+        environ = os.environ if self._environ is None else self._environ.mapping
         value = environ.get(self._session_key_env)
         if not value:
             raise ConfigurationError(
