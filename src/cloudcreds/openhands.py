@@ -246,8 +246,11 @@ def _openhands_secret(
 
 
 def _embedded_lookup(source: CloudLookupSecret) -> OpenHandsLookupSecret:
-    """OpenHands' own LookupSecret, with each env-header value read now and embedded."""
-    # The trust rule first (origin, allowed env names): never embed a key for elsewhere.
+    """OpenHands' own LookupSecret, with each env-header value read now and embedded.
+
+    cloudcreds builds the headers: the trust rule (origin, allowed variable names) is
+    applied before any variable is read, so no key is embedded for an untrusted origin.
+    """
     headers = source.request_headers(ResolveContext())
     return OpenHandsLookupSecret(url=source.url, headers=headers, description=source.description)
 

@@ -218,6 +218,7 @@ def test_round_trip_through_openhands_json_keeps_every_field(
         json.dumps(original.model_dump(mode="json", context={"expose_secrets": True}))
     )
     loaded = SecretSource.model_validate(data)
+    monkeypatch.setenv("CLOUDCREDS_TRUSTED_ORIGINS", cloud.url)  # it came from data now
 
     assert type(loaded) is type(original)
     assert loaded.model_dump(context={"expose_secrets": True}) == original.model_dump(
