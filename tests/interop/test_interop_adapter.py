@@ -118,6 +118,15 @@ def test_llm_usage_id_override_wins_over_the_profile() -> None:
     assert to_openhands_llm(llm).usage_id == "custom-usage"
 
 
+def test_llm_secret_sounding_overrides_reach_openhands_typed_as_it_wants() -> None:
+    llm = LLM(model="openai/gpt-4o", aws_secret_access_key="aws-secret", input_cost_per_token="0.5")
+    converted = to_openhands_llm(llm)
+
+    assert isinstance(converted.aws_secret_access_key, SecretStr)
+    assert converted.aws_secret_access_key.get_secret_value() == "aws-secret"
+    assert converted.input_cost_per_token == 0.5
+
+
 def test_llm_override_openhands_does_not_know_is_refused_not_dropped() -> None:
     with pytest.raises(ConfigurationError, match="no field not_an_llm_setting"):
         to_openhands_llm(LLM(model="openai/gpt-4o", not_an_llm_setting=1))
