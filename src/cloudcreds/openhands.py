@@ -26,6 +26,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import typing
 from collections.abc import Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final, Self, TypeVar
@@ -246,8 +247,11 @@ def _openhands_secret(
 
 
 def _embedded_lookup(source: CloudLookupSecret) -> OpenHandsLookupSecret:
-    """OpenHands' own LookupSecret, with each env-header value read now and embedded."""
-    # The trust rule first (origin, allowed env names): never embed a key for elsewhere.
+    """OpenHands' own LookupSecret, with each env-header value read now and embedded.
+
+    cloudcreds builds the headers: the trust rule (origin, allowed variable names) is
+    applied before any variable is read, so no key is embedded for an untrusted origin.
+    """
     headers = source.request_headers(ResolveContext())
     return OpenHandsLookupSecret(url=source.url, headers=headers, description=source.description)
 
@@ -288,6 +292,12 @@ def to_openhands_secrets(
     }
 
 
+def _takes_secret(field: str) -> bool:
+    """Whether the ``openhands.sdk.LLM`` field accepts a ``SecretStr``."""
+    annotation = OpenHandsLLM.model_fields[field].annotation
+    return annotation is SecretStr or SecretStr in typing.get_args(annotation)
+
+
 def to_openhands_llm(llm: LLM) -> OpenHandsLLM:
     """A cloudcreds :class:`~cloudcreds.LLM` as an ``openhands.sdk.LLM`` for ``Agent(llm=...)``.
 
@@ -314,7 +324,12 @@ def to_openhands_llm(llm: LLM) -> OpenHandsLLM:
         raise ConfigurationError(
             f"openhands.sdk.LLM has no field {', '.join(unknown)}: remove the override"
         )
-    kwargs.update(extra)
+    for name, value in extra.items():
+        # cloudcreds holds extras with secret-sounding names as SecretStr; hand the raw
+        # value to an OpenHands field that does not take one (input_cost_per_token...).
+        if isinstance(value, SecretStr) and not _takes_secret(name):
+            value = value.get_secret_value()
+        kwargs[name] = value
     try:
         return OpenHandsLLM(**kwargs)
     except ValidationError as exc:

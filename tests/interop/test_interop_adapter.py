@@ -118,6 +118,15 @@ def test_llm_usage_id_override_wins_over_the_profile() -> None:
     assert to_openhands_llm(llm).usage_id == "custom-usage"
 
 
+def test_llm_secret_sounding_overrides_reach_openhands_typed_as_it_wants() -> None:
+    llm = LLM(model="openai/gpt-4o", aws_secret_access_key="aws-secret", input_cost_per_token="0.5")
+    converted = to_openhands_llm(llm)
+
+    assert isinstance(converted.aws_secret_access_key, SecretStr)
+    assert converted.aws_secret_access_key.get_secret_value() == "aws-secret"
+    assert converted.input_cost_per_token == 0.5
+
+
 def test_llm_override_openhands_does_not_know_is_refused_not_dropped() -> None:
     with pytest.raises(ConfigurationError, match="no field not_an_llm_setting"):
         to_openhands_llm(LLM(model="openai/gpt-4o", not_an_llm_setting=1))
@@ -218,6 +227,7 @@ def test_round_trip_through_openhands_json_keeps_every_field(
         json.dumps(original.model_dump(mode="json", context={"expose_secrets": True}))
     )
     loaded = SecretSource.model_validate(data)
+    monkeypatch.setenv("CLOUDCREDS_TRUSTED_ORIGINS", cloud.url)  # it came from data now
 
     assert type(loaded) is type(original)
     assert loaded.model_dump(context={"expose_secrets": True}) == original.model_dump(
