@@ -290,11 +290,16 @@ def lookup_references(url: str, count: int, secrets: int = 3) -> dict[str, Secre
     """``count`` distinct secret references (sandbox x secret), as get_secrets makes them.
 
     Each sandbox's session key is in its own environment variable (set here), so one
-    process can hold references of many sandboxes.
+    process can hold references of many sandboxes. Built here rather than by a
+    workspace, they are trusted as an agent server configures it: the server's origin
+    and those variable names, through the environment.
     """
     names = _server.secret_names(secrets)
     refs: dict[str, SecretSource] = {}
-    for i in range((count + secrets - 1) // secrets):
+    sandboxes = range((count + secrets - 1) // secrets)
+    os.environ["CLOUDCREDS_TRUSTED_ORIGINS"] = url
+    os.environ["CLOUDCREDS_ALLOWED_ENV"] = ",".join(f"BENCH_SESSION_KEY_{i}" for i in sandboxes)
+    for i in sandboxes:
         env = f"BENCH_SESSION_KEY_{i}"
         os.environ[env] = _server.session_key(i)
         base = secrets_url(url, _server.sandbox_id(i))

@@ -212,7 +212,9 @@ async def soak(args: argparse.Namespace, server: harness.Server) -> dict[str, An
             max_concurrency=args.concurrency,
             retry_budget=None,  # every fault retried; the budget has its own benchmark
         ) as client,
-        SecretResolver(retry=policy, timeout=timeouts, max_concurrency=16) as resolver,
+        SecretResolver(
+            retry=policy, timeout=timeouts, max_concurrency=16, trusted_origins=[server.url]
+        ) as resolver,
     ):
         round_no = 0
         while fetches < args.fetches:

@@ -8,16 +8,18 @@ imports by name lives here, so no test imports ``conftest``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import json
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from yarl import URL
 
 from cloudcreds import CloudWorkspace, RetryPolicy
@@ -30,6 +32,7 @@ LIBRARY_ENV = (
     "SANDBOX_ID",
     "SESSION_API_KEY",
     "CLOUDCREDS_TRUSTED_ORIGINS",
+    "CLOUDCREDS_ALLOWED_ENV",
 )
 
 # Canary values: distinct, recognisable, and never allowed to appear in any output.
@@ -139,3 +142,30 @@ async def fetch(
     url = URL(cloud.url + path, encoded=True)
     async with http.request(method, url, headers=headers, allow_redirects=False) as resp:
         return Seen(resp.status, resp.headers, await resp.read())
+
+
+@contextlib.asynccontextmanager
+async def json_server(answers: Mapping[str, Any]) -> AsyncIterator[str]:
+    """A hostile or odd server on 127.0.0.1: ``GET path`` answers ``answers[path]`` as JSON.
+
+    Yields its base URL (``http://127.0.0.1:PORT``); for answers FakeCloud never gives.
+    """
+
+    def answer(body: Any) -> Callable[[web.Request], Any]:
+        async def handler(request: web.Request) -> web.Response:
+            return web.json_response(body)
+
+        return handler
+
+    app = web.Application()
+    for path, body in answers.items():
+        app.router.add_get(path, answer(body))
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        host, port = runner.addresses[0][:2]
+        yield f"http://{host}:{port}"
+    finally:
+        await runner.cleanup()

@@ -45,6 +45,7 @@ from cloudcreds import (
     ResponseValidationError,
     RetryEvent,
     RetryPolicy,
+    SecretResolutionError,
     SecretResolver,
     ServerError,
     Timeouts,
@@ -239,8 +240,9 @@ async def _lookup(base_url: str, timeouts: Timeouts) -> object:
     source = EnvHeaderLookupSecret(
         url=base_url + VALUE, env_headers={"X-Session-API-Key": "SESSION_API_KEY"}
     )
-    async with SecretResolver(retry=POLICY, timeout=timeouts) as resolver:
-        return await resolver.resolve(source)
+    # A reference built here, not by a workspace: its origin must be configured.
+    async with SecretResolver(retry=POLICY, timeout=timeouts, trusted_origins=[base_url]) as r:
+        return await r.resolve(source)
 
 
 def _is_account_llm(result: object) -> bool:
@@ -314,6 +316,12 @@ async def test_fault_matrix(
     waits = [event.wait for event in RETRIES]
     assert elapsed < DEADLINE, "the call outlived its retry deadline"
     assert_no_canary(caplog.text)
+
+    if op.lookup and row.body == "":
+        # An empty answer is no value (issue 9 item 13): refused at once, not retried.
+        assert isinstance(error, SecretResolutionError), f"lookup took an empty body: {error!r}"
+        assert requests == 1
+        return
 
     if op.lookup and row.body is not None:
         # The body is the value: a lookup takes any shape as is, at once.

@@ -144,6 +144,13 @@ async def test_input_of_the_wrong_kind_is_refused(account: Account, bad: Any) ->
             await collect(client.iter_credentials(bad))
 
 
+async def test_an_invalid_missing_is_refused_before_any_request(account: Account) -> None:
+    async with make_client(account) as client:
+        with pytest.raises(ConfigurationError, match="missing must be"):
+            await collect(client.iter_credentials({"sb-1": "k"}, missing="skip"))  # type: ignore[arg-type]
+    assert account.cloud.count() == 0
+
+
 async def test_an_item_that_is_not_a_pair_is_refused(account: Account) -> None:
     async with make_client(account) as client:
         with pytest.raises(ConfigurationError, match="pair"):

@@ -6,14 +6,11 @@ and the LLM model's own rules (profile name, secret-named extras). Issue 10 item
 
 from __future__ import annotations
 
-import contextlib
 import json
 import pickle
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiohttp import web
 from pydantic import SecretStr
 
 from cloudcreds import (
@@ -36,6 +33,7 @@ from _helpers import (
     FAST_RETRY,
     Account,
     assert_no_canary,
+    json_server,
 )
 
 ME = "/api/v1/users/me"
@@ -81,29 +79,9 @@ async def test_llm_is_read_in_every_shape(shape: str) -> None:
     assert llm.profile_name is None
 
 
-@contextlib.asynccontextmanager
-async def serving(body: dict[str, Any]) -> AsyncIterator[str]:
-    """A server on 127.0.0.1 whose ``/users/me`` answers ``body``; yields its URL."""
-
-    async def users_me(request: web.Request) -> web.Response:
-        return web.json_response(body)
-
-    app = web.Application()
-    app.router.add_get(ME, users_me)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        host, port = runner.addresses[0][:2]
-        yield f"http://{host}:{port}"
-    finally:
-        await runner.cleanup()
-
-
 async def _llm_from(body: dict[str, Any], **overrides: Any) -> LLM:
     async with (
-        serving(body) as url,
+        json_server({f"{ME}": body}) as url,
         CloudWorkspace(url, CANARY_API_KEY, "sb-1", session_api_key="s", retry=FAST_RETRY) as ws,
     ):
         return await ws.get_llm(**overrides)

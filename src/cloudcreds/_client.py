@@ -256,13 +256,15 @@ class CloudClient(AsyncResource):
             ``(sandbox_id, Credentials)`` or ``(sandbox_id, CloudCredsError)``.
 
         Raises:
-            ConfigurationError: The client is closed, ``names`` is one string, or an input
-                item is not a pair.
+            ConfigurationError: The client is closed, ``names`` is one string, ``missing``
+                is neither ``"error"`` nor ``"ignore"``, or an input item is not a pair.
             Exception: Whatever reading ``sandboxes`` raised (the caller's own error).
         """
         self.check_open()
         if isinstance(names, str):
             raise ConfigurationError("names must be a list of secret names, not one string")
+        if missing not in ("error", "ignore"):
+            raise ConfigurationError(f"missing must be 'error' or 'ignore', got {missing!r}")
         wanted = None if names is None else list(names)
         feed = _Feed(sandboxes)
         # Finished results wait here until taken: bounded, so workers wait for the

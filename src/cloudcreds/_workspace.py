@@ -31,6 +31,7 @@ from ._urls import check_base_url, safe_url
 from .secrets import EnvHeaderLookupSecret
 from .secrets._base import validation_message
 from .secrets._env import check_env_name
+from .secrets._lookup import issued_reference
 
 __all__ = ["CloudWorkspace", "pooled_workspace"]
 
@@ -42,26 +43,16 @@ _SESSION_HEADER: Final = "X-Session-API-Key"
 _DOT_SEGMENTS: Final = frozenset({".", ".."})
 _MISSING_CHOICES: Final = ("error", "ignore")
 
-# A fan-out builds a reference per secret for every sandbox, from parts made here:
-# model_construct (no validation) with every field given, which skips the lookup of
-# defaults and costs about half of model_construct with defaults, and of validation.
-# Each reference gets its own fields-set, headers and env_headers.
-_REF_KIND: Final = EnvHeaderLookupSecret.model_fields["kind"].default
-_REF_FIELDS_SET: Final = frozenset({"description", "url", "env_headers"})  # as a user builds one
+class _Environ:
+    """The ``environ`` a workspace reads: its ``repr`` shows no value (it may hold keys)."""
 
+    __slots__ = ("mapping",)
 
-def _reference(
-    url: str, description: str | None, env_headers: dict[str, str]
-) -> EnvHeaderLookupSecret:
-    """An :class:`EnvHeaderLookupSecret` from trusted parts, without validation."""
-    return EnvHeaderLookupSecret.model_construct(
-        set(_REF_FIELDS_SET),
-        kind=_REF_KIND,
-        description=description,
-        url=url,
-        headers={},
-        env_headers=env_headers,
-    )
+    def __init__(self, mapping: Mapping[str, str]) -> None:
+        self.mapping = mapping
+
+    def __repr__(self) -> str:
+        return f"<environ: {len(self.mapping)} variables>"
 
 
 @functools.lru_cache(maxsize=1024)
@@ -264,7 +255,7 @@ class CloudWorkspace(AsyncResource):
             else key_argument(session_api_key, "session_api_key", header=_SESSION_HEADER)
         )
         self._session_key_env = session_key_env
-        self._environ = environ
+        self._environ = None if environ is None else _Environ(environ)
         self._me_url = base + _ME_PATH
         self._secrets_url = f"{base}/api/v1/sandboxes/{quote(sandbox_id, safe='')}/settings/secrets"
 
@@ -326,7 +317,7 @@ class CloudWorkspace(AsyncResource):
     def _session_key_value(self) -> str:
         if self._session_key is not None:
             return self._session_key.get_secret_value()
-        environ = os.environ if self._environ is None else self._environ
+        environ = os.environ if self._environ is None else self._environ.mapping
         value = environ.get(self._session_key_env)
         if not value:
             raise ConfigurationError(
@@ -436,8 +427,10 @@ class CloudWorkspace(AsyncResource):
         env = self._session_key_env
         prefix = self._secrets_url + "/"
         return {
-            meta["name"]: _reference(
-                prefix + _quote_part(meta["name"]), meta.get("description"), {_SESSION_HEADER: env}
+            meta["name"]: issued_reference(
+                prefix + _quote_part(meta["name"]),
+                description=meta.get("description"),
+                env_headers={_SESSION_HEADER: env},
             )
             for meta in listed
         }

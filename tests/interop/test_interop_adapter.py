@@ -41,7 +41,7 @@ from cloudcreds.openhands import (
 )
 from cloudcreds.testing import FakeCloud
 
-from .conftest import ThreadedCloud
+from .conftest import ThreadedCloud, seeded_fake
 from _helpers import (
     CANARY_API_KEY,
     CANARY_LLM_KEY,
@@ -56,14 +56,7 @@ SECRETS_PATH = "/api/v1/sandboxes/sb-1/settings/secrets/*"
 
 @pytest.fixture
 def cloud(threaded: Callable[[FakeCloud], ThreadedCloud]) -> ThreadedCloud:
-    fake = FakeCloud()
-    user = fake.add_user(
-        api_key=CANARY_API_KEY,
-        llm_model="anthropic/claude-sonnet-4-5",
-        llm_api_key=CANARY_LLM_KEY,
-    )
-    fake.add_sandbox(user, sandbox_id="sb-1", session_api_key=CANARY_SESSION_KEY)
-    fake.add_secret(user, "GITHUB_TOKEN", CANARY_SECRET, description="GitHub token")
+    fake, _ = seeded_fake("sb-1")
     return threaded(fake)
 
 
@@ -230,6 +223,8 @@ def test_round_trip_through_openhands_json_keeps_every_field(
     assert loaded.model_dump(context={"expose_secrets": True}) == original.model_dump(
         context={"expose_secrets": True}
     )
+    # A reference loaded from JSON came from data: the agent server trusts its cloud.
+    monkeypatch.setenv("CLOUDCREDS_TRUSTED_ORIGINS", cloud.url)
     assert loaded.get_value() == CANARY_SECRET
 
 

@@ -3,7 +3,7 @@
 Subcommands, by job:
     fake cloud (``_fakecloud``): ``demo`` runs the main job on an embedded FakeCloud
         and prints a redacted report; ``serve`` runs FakeCloud standalone.
-    product (``_product``, ``_run``, ``_gather``): ``llm``, ``secrets``, ``resolve``,
+    product (``_product``, ``_run``, ``_gather``): ``llm``, ``secrets``, ``mcp``, ``resolve``,
         ``run``, ``gather``, against the cloud configured by flags or the environment.
 
 Shared pieces: ``_args`` (value types, connection options), ``_output`` (error lines,

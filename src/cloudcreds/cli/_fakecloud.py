@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import shlex
 import signal
-import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,19 +16,34 @@ from pydantic import SecretStr
 
 from .._config import MASK
 from .._errors import CloudCredsError, ConfigurationError
+from .._jsonsafe import loads_untrusted
 from .._workspace import CloudWorkspace
-from ._args import API_KEY_ENV, SANDBOX_ENV, SESSION_ENV, URL_ENV, add_subparser, tcp_port
+from ._args import (
+    API_KEY_ENV,
+    SANDBOX_ENV,
+    SESSION_ENV,
+    URL_ENV,
+    add_subparser,
+    fraction,
+    non_negative_float,
+    positive_int,
+    tcp_port,
+)
 from ._exits import ExitCode
-from ._output import llm_data, print_json, table
+from ._output import llm_data, print_json, table, write
 from ._product import resolve_as_sandbox
 
 if TYPE_CHECKING:
     from ..testing import FakeCloud
 
-__all__ = ["DEMO_LATENCY", "register"]
+__all__ = ["DEMO_LATENCY", "SERVE_LISTED", "register"]
 
 #: What the embedded FakeCloud of ``demo`` adds to every answer, to mimic a network.
 DEMO_LATENCY: Final = 0.05
+#: Sandboxes ``serve`` lists besides the first; a bigger seed gets a summary line.
+SERVE_LISTED: Final = 5
+#: Listening on every address: the URL printed for this machine's other commands.
+_WILDCARD_HOSTS: Final = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "[::1]"}  # noqa: S104
 
 
 def register(sub: Any) -> None:
@@ -64,6 +77,35 @@ def register(sub: Any) -> None:
         "--seed",
         metavar="FILE",
         help="JSON file in FakeCloud's seed format (FakeCloud.dump_seed()); default: demo seed",
+    )
+    p.add_argument(
+        "--latency",
+        type=non_negative_float,
+        default=0.0,
+        metavar="SECONDS",
+        help="delay every answer by SECONDS (default 0)",
+    )
+    p.add_argument(
+        "--fail-rate",
+        type=fraction,
+        default=0.0,
+        metavar="RATE",
+        help="answer this fraction of requests (0 to 1) with a 503 or a dropped connection, "
+        "drawn at random (default 0)",
+    )
+    p.add_argument(
+        "--fault-seed",
+        type=int,
+        metavar="N",
+        help="seed of the --fail-rate draws, for a reproducible run (default: random)",
+    )
+    p.add_argument(
+        "--record-limit",
+        type=positive_int,
+        metavar="N",
+        # FakeCloud's DEFAULT_RECORD_LIMIT, written here so that `cloudcreds --help` need
+        # not import the fake's server (a test checks the two agree).
+        help="requests kept in memory, the most recent ones (default 10000)",
     )
     p.set_defaults(handler=_cmd_serve)
 
@@ -100,7 +142,11 @@ async def _demo_report() -> dict[str, Any]:
             timeouts=None,
             trusted_origins=[cloud.url],  # the demo trusts its own embedded fake
         )
-        lengths = {name: len(value) for name, value in values.items()}
+        lengths: dict[str, int] = {}
+        for name, value in values.items():
+            if isinstance(value, CloudCredsError):
+                raise value
+            lengths[name] = len(value)
         del values
         resolve = _Phase(len(cloud.requests), cloud.peak_in_flight, time.perf_counter() - started)
         url = cloud.url
@@ -191,7 +237,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if args.json:
         print_json(report)
     else:
-        print("\n".join(_demo_text(report)))
+        write("\n".join(_demo_text(report)) + "\n")
     return ExitCode.OK
 
 
@@ -202,31 +248,43 @@ def _load_seed(file: str) -> Any:
         raise ConfigurationError(f"cannot read seed file {file}: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
         raise ConfigurationError(f"seed file {file} is not UTF-8 text") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigurationError(
-            f"seed file {file} is not valid JSON ({exc.msg}, line {exc.lineno})"
-        ) from None
+    return loads_untrusted(text, error=ConfigurationError, what=f"seed file {file}")
 
 
-def _serve_lines(cloud: FakeCloud) -> list[str]:
-    """The ``export`` lines for the first sandbox, and comments for the others."""
+def _client_url(cloud: FakeCloud, host: str) -> str:
+    """The URL the other commands use from this machine: loopback for a wildcard host."""
+    loopback = _WILDCARD_HOSTS.get(host)
+    if loopback is None:
+        return cloud.url
+    return f"http://{loopback}:{cloud.port}"
+
+
+def _serve_lines(cloud: FakeCloud, url: str) -> list[str]:
+    """``export`` lines for the first sandbox, comments for a few others, then a summary."""
+    sandboxes = cloud.sandboxes.values()
     lines = [
         f"# FakeCloud (fake OpenHands Cloud API) listening on {cloud.url}; stop with Ctrl-C.",
-        "# Fake credentials, printed on purpose: source these lines in a shell.",
-        f"export {URL_ENV}={shlex.quote(cloud.url)}",
+        f"# {len(cloud.users)} users, {len(sandboxes)} sandboxes. Fake credentials, "
+        "printed on purpose: source these lines in a shell.",
+        f"export {URL_ENV}={shlex.quote(url)}",
     ]
     # Sandboxes without an owner (a FakeCloud test case) have no API key to print.
-    owned = [(s, cloud.users[s.user_id]) for s in cloud.sandboxes.values() if s.user_id is not None]
-    if owned:
-        first, owner = owned[0]
+    owned = ((s, cloud.users[s.user_id]) for s in sandboxes if s.user_id is not None)
+    first = next(owned, None)
+    if first is not None:
+        sandbox, owner = first
         lines += [
             f"export {API_KEY_ENV}={shlex.quote(owner.api_key)}",
-            f"export {SANDBOX_ENV}={shlex.quote(first.id)}",
-            f"export {SESSION_ENV}={shlex.quote(first.session_api_key)}",
+            f"export {SANDBOX_ENV}={shlex.quote(sandbox.id)}",
+            f"export {SESSION_ENV}={shlex.quote(sandbox.session_api_key)}",
         ]
-        for other, other_owner in owned[1:]:
+        shown = 1
+        for other, other_owner in owned:
+            if shown > SERVE_LISTED:
+                left = sum(1 for _ in owned) + 1
+                lines.append(f"# ... and {left} more sandboxes (their keys are in the seed)")
+                break
+            shown += 1
             lines.append(
                 f"# also: {API_KEY_ENV}={shlex.quote(other_owner.api_key)} "
                 f"{SANDBOX_ENV}={shlex.quote(other.id)} "
@@ -241,13 +299,19 @@ def _serve_lines(cloud: FakeCloud) -> list[str]:
     return lines
 
 
-async def _serve(host: str, port: int, seed: Any, origin: str) -> int:
+async def _serve(args: argparse.Namespace, seed: Any, origin: str) -> int:
     from ..testing import FakeCloud
+    from ..testing._recording import DEFAULT_RECORD_LIMIT
 
+    limit = DEFAULT_RECORD_LIMIT if args.record_limit is None else args.record_limit
     try:
-        cloud = FakeCloud(host=host, port=port, seed=seed)
+        cloud = FakeCloud(host=args.host, port=args.port, seed=seed, record_limit=limit)
     except (ValueError, TypeError) as exc:
         raise ConfigurationError(f"{origin}: {exc}") from None
+    if args.latency:
+        cloud.set_latency(args.latency)
+    if args.fail_rate:
+        cloud.set_fault_rate(args.fail_rate, seed=args.fault_seed)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     signals = (signal.SIGINT, signal.SIGTERM)
@@ -258,11 +322,10 @@ async def _serve(host: str, port: int, seed: Any, origin: str) -> int:
             await cloud.start()
         except OSError as exc:
             raise CloudCredsError(
-                f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+                f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}"
             ) from None
         try:
-            sys.stdout.write("\n".join(_serve_lines(cloud)) + "\n")
-            sys.stdout.flush()
+            write("\n".join(_serve_lines(cloud, _client_url(cloud, args.host))) + "\n")
             await stop.wait()
         finally:
             await cloud.stop()
@@ -281,4 +344,4 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     else:
         seed = _load_seed(args.seed)
         origin = f"seed file {args.seed}"
-    return asyncio.run(_serve(args.host, args.port, seed, origin))
+    return asyncio.run(_serve(args, seed, origin))
