@@ -888,12 +888,12 @@ def render_table(results: Mapping[str, Mapping[str, Any]]) -> str:
 def render_block(results: Mapping[str, Mapping[str, Any]]) -> str:
     """The table with a line saying how and where it was measured."""
     env = next(iter(results.values()))["environment"]
-    rounds = max(
-        (r["params"]["rounds"] for name, r in results.items() if name != "import"), default=0
-    )
+    counts = sorted({r["params"]["rounds"] for name, r in results.items() if name != "import"})
+    rounds = f"{counts[0]} to {counts[-1]}" if len(counts) > 1 else f"{counts[0] if counts else 0}"
     imports = results.get("import")
     return (
-        f"Median [min–max] of {rounds} rounds, contenders alternating within each round"
+        f"Median [min–max] of {rounds} rounds (each benchmark's JSON says how many), "
+        "contenders alternating within each round"
         + (f" (import: {imports['params']['rounds']} fresh interpreters each)" if imports else "")
         + f"; Python {env['python']}, {env['cpus']} CPUs; FakeCloud in a separate process on "
         "127.0.0.1. Ratios are cloudcreds / reference, taken round by round. Reproduce with "

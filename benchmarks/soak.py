@@ -10,7 +10,7 @@ queued with ``FakeCloud.inject("*", ...)``; requests without a fault get
 The client fetches the credentials (LLM settings and secret list, two requests) of
 every sandbox with ``CloudClient.gather_credentials``, round after round, until
 ``--fetches`` fetches are done, and resolves ``--lookups`` secret values per round with
-a ``SecretResolver``. The retry policy has no backoff and the client no retry budget
+a ``SecretResolver``. The retry policy has no backoff and neither has a retry budget
 (the budget has its own benchmark, ``run.py --only outage``), so the run measures the
 retry engine, not sleeps or refusals.
 
@@ -213,7 +213,11 @@ async def soak(args: argparse.Namespace, server: harness.Server) -> dict[str, An
             retry_budget=None,  # every fault retried; the budget has its own benchmark
         ) as client,
         SecretResolver(
-            retry=policy, timeout=timeouts, max_concurrency=16, trusted_origins=[server.url]
+            retry=policy,
+            timeout=timeouts,
+            max_concurrency=16,
+            trusted_origins=[server.url],
+            retry_budget=None,
         ) as resolver,
     ):
         round_no = 0

@@ -132,13 +132,23 @@ async def test_demo_json() -> None:
 
 
 @pytest.mark.parametrize("previous", [None, "outer-session-key"])
-def test_demo_sets_the_session_key_only_while_resolving(
+def test_demo_resolves_without_writing_os_environ(
     previous: str | None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # The session key reaches the resolver as a mapping (environ=), never through
+    # os.environ, which other threads and tasks share: any write here fails the test.
     if previous is not None:
         monkeypatch.setenv("SESSION_API_KEY", previous)
     before = dict(os.environ)
-    assert cli_module.main(["demo"]) == 0
+
+    def refuse(*args: object) -> None:
+        raise AssertionError("os.environ was written")
+
+    with monkeypatch.context() as patch:  # undone before pytest writes its own variable
+        patch.setattr(type(os.environ), "__setitem__", refuse)
+        patch.setattr(type(os.environ), "__delitem__", refuse)
+        code = cli_module.main(["demo"])
+    assert code == 0
     assert dict(os.environ) == before
     assert os.environ.get("SESSION_API_KEY") == previous
     assert "resolved (" in capsys.readouterr().out
@@ -732,3 +742,22 @@ def test_timeout_help_states_the_real_defaults(capsys: pytest.CaptureFixture[str
     out = " ".join(capsys.readouterr().out.split())
     assert "5 s to connect, 15 s between reads, 30 s in all" in out
     assert "(default 3; 0: none)" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "changes", "named"),
+    [
+        (["--url", "ftp://cloud.example.com"], {}, "--url must be an absolute http(s) URL"),
+        (
+            [],
+            {"OPENHANDS_CLOUD_API_URL": "ftp://cloud.example.com"},
+            "the environment variable OPENHANDS_CLOUD_API_URL must be an absolute http(s) URL",
+        ),
+        (["--url", "http://cloud.example.com"], {}, "refusing insecure http:// --url"),
+    ],
+)
+async def test_a_bad_url_names_its_flag_or_variable(
+    account: Account, args: list[str], changes: dict[str, str], named: str
+) -> None:
+    result = await cli("secrets", *args, env=sandbox_vars(account, **changes))
+    assert named in assert_one_line_error(result, 3)

@@ -181,6 +181,26 @@ async def test_a_retry_budget_stops_retrying_against_a_closed_port() -> None:
     assert not any(event.budget_exhausted for event in events)
 
 
+async def test_a_client_shares_one_retry_budget_by_default() -> None:
+    base = closed_port_url().removesuffix(ME)
+    policy, events = _observed(FAST_RETRY)
+    sandboxes = {f"sb-{i}": f"session-key-{i}" for i in range(2000)}
+    async with CloudClient(base, "api-key", retry=policy) as client:
+        results = await client.gather_credentials(sandboxes)
+    assert len(results) == 2000
+    assert all(type(result) is CloudConnectionError for result in results.values())
+    paid = [event for event in events if not event.budget_exhausted]
+    assert len(paid) == RetryBudget().capacity // RetryBudget().retry_cost  # 100 retries
+
+    policy, events = _observed(FAST_RETRY)  # the control: no budget, every retry is made
+    sandboxes = dict(list(sandboxes.items())[:50])
+    async with CloudClient(base, "api-key", retry=policy, retry_budget=None) as client:
+        results = await client.gather_credentials(sandboxes)
+    assert all(type(result) is CloudConnectionError for result in results.values())
+    assert len(events) >= 50 * (policy.attempts - 1)  # get_credentials: two requests each
+    assert not any(event.budget_exhausted for event in events)
+
+
 async def test_a_skipped_retry_is_announced_and_not_slept(
     account: Account, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -356,7 +376,8 @@ async def test_a_value_error_of_aiohttp_is_a_library_error(hostile: Hostile) -> 
 
 # --------------------------------------------------------------------------- header values
 
-CONTROLS = [chr(code) for code in [*range(0x20), 0x7F]]
+# Every C0 control, DEL, and lone surrogates (no encoding can send them as given).
+CONTROLS = [chr(code) for code in [*range(0x20), 0x7F, 0xD800, 0xDFFF]]
 
 
 @pytest.mark.parametrize("char", CONTROLS, ids=[f"0x{ord(c):02x}" for c in CONTROLS])

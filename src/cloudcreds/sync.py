@@ -362,7 +362,7 @@ def resolve(
 
     Example:
         >>> from cloudcreds import sync
-        >>> sync.resolve({"kind": "env", "env": "HOME"})  # doctest: +SKIP
+        >>> sync.resolve({"kind": "EnvSecret", "env": "HOME"})  # doctest: +SKIP
         '/home/agent'
     """
     _check_no_running_loop(

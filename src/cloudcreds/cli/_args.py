@@ -30,6 +30,7 @@ from .._settings import (
     read_settings,
 )
 from .._settings import SESSION_KEY_ENV as SESSION_ENV
+from .._urls import check_base_url
 from .._workspace import CloudWorkspace
 from ._output import PROG
 
@@ -166,14 +167,15 @@ def add_connection(parser: argparse.ArgumentParser, *, sandbox: bool) -> None:
 
 
 def add_subparser(
-    sub: Any, name: str, summary: str, description: str, example: str
+    sub: Any, name: str, summary: str, description: str, example: str, notes: str = ""
 ) -> argparse.ArgumentParser:
-    """A subcommand's parser, with its description, example and ``-v``."""
+    """A subcommand's parser, with its description, example, ``notes`` and ``-v``."""
     parser: argparse.ArgumentParser = sub.add_parser(
         name,
         help=summary,
         description=textwrap.fill(description, HELP_WIDTH),
-        epilog=f"example:\n{example}\n\nexit codes: see `{PROG} --help`.",
+        epilog=(notes and notes + "\n\n")
+        + f"example:\n{example}\n\nexit codes: see `{PROG} --help`.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_verbose(parser, "sub_verbose")
@@ -271,6 +273,10 @@ def connection(args: argparse.Namespace, *, require: Collection[Setting]) -> Con
         ),
         require=require,
         names=names,
+    )
+    # Checked here to name the flag or variable; the library checks it again.
+    check_base_url(
+        settings.url, allow_insecure_http=args.allow_insecure_http, what=settings.url_source
     )
     retry = None if args.retries is None else RetryPolicy(attempts=args.retries + 1)
     timeout = None if args.timeout is None else attempt_timeouts(args.timeout)

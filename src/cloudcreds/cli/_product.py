@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import SecretStr
@@ -84,20 +82,6 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=_cmd_resolve)
 
 
-@contextlib.contextmanager
-def _temporary_env(name: str, value: str) -> Iterator[None]:
-    """Set ``os.environ[name]`` for the duration of the block, then restore it."""
-    previous = os.environ.get(name)
-    os.environ[name] = value
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = previous
-
-
 async def resolve_as_sandbox(
     refs: Mapping[str, Any],
     session_key: SecretStr,
@@ -108,14 +92,19 @@ async def resolve_as_sandbox(
 ) -> dict[str, str | CloudCredsError]:
     """Resolve references the way a sandbox does: the session key in its env variable.
 
+    The variable is read from a mapping given to the resolver, never set in
+    ``os.environ`` (other threads and tasks would see it).
+
     Returns:
         Each name's value, or the error its resolution met.
     """
-    with _temporary_env(SESSION_ENV, session_key.get_secret_value()):
-        async with SecretResolver(
-            retry=retry, timeout=timeouts, trusted_origins=trusted_origins
-        ) as resolver:
-            return await resolver.resolve_all_settled(refs)
+    async with SecretResolver(
+        retry=retry,
+        timeout=timeouts,
+        trusted_origins=trusted_origins,
+        environ={SESSION_ENV: session_key.get_secret_value()},
+    ) as resolver:
+        return await resolver.resolve_all_settled(refs)
 
 
 async def fetch_llm(ws: CloudWorkspace, model: str | None, profile: str | None = None) -> LLM:

@@ -23,6 +23,7 @@ import re
 import shutil
 import signal
 import subprocess
+import textwrap
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -33,7 +34,14 @@ from .._errors import ConfigurationError, SecretResolutionError
 from .._models import LLM
 from .._settings import API_KEY_ENV, SESSION_KEY_ENV
 from .._workspace import CloudWorkspace
-from ._args import SECRET_LIST, Connection, add_connection, add_subparser, connection
+from ._args import (
+    HELP_WIDTH,
+    SECRET_LIST,
+    Connection,
+    add_connection,
+    add_subparser,
+    connection,
+)
 from ._exits import CommandError, ExitCode
 from ._output import note, warn
 from ._product import fetch_llm, resolve_as_sandbox
@@ -110,6 +118,13 @@ def register(sub: Any) -> None:
         "named with --only. Values are never printed. Exits with the command's exit code; "
         "SIGINT and SIGTERM are forwarded to it.",
         "  cloudcreds run --only GITHUB_TOKEN -- gh repo list",
+        notes=textwrap.fill(
+            "secrets skipped unless named with --only (they steer how programs are found, "
+            "loaded or started, or hold the cloud's settings): "
+            + ", ".join([*sorted(DENIED_NAMES), *(f"{prefix}*" for prefix in DENIED_PREFIXES)])
+            + ".",
+            HELP_WIDTH,
+        ),
     )
     p.add_argument(
         "--only",

@@ -218,7 +218,7 @@ class ResolveContext(AsyncResource):
             None if allowed_env is None else parse_env_names(allowed_env)
         )
         self._environ = environ
-        self._digest_key = secrets.token_bytes(32)
+        self._digest_key = hmac.new(secrets.token_bytes(32), digestmod=hashlib.sha256)
         self._http = HTTPCore(
             session=session,
             retry=retry,
@@ -288,6 +288,31 @@ class ResolveContext(AsyncResource):
             extra = parse_env_names(self.environ.get(ALLOWED_ENV_ENV, ""), what=ALLOWED_ENV_ENV)
         return extra | {DEFAULT_SESSION_KEY_ENV}
 
+    def is_trusted_origin(self, url: str) -> bool:
+        """Whether the rule (without any extra origin) trusts ``url``'s origin now.
+
+        Raises:
+            ConfigurationError: The configured origins are not valid.
+        """
+        origin = url_origin(url)
+        return origin is not None and origin in self.effective_trusted_origins()
+
+    def env_names_allowed(self, names: Iterable[str]) -> bool:
+        """Whether the rule (without any extra name) allows reading every one of ``names``.
+
+        Raises:
+            ConfigurationError: ``CLOUDCREDS_ALLOWED_ENV`` is not valid.
+        """
+        allowed: frozenset[str] | None = None
+        for name in names:
+            if name == DEFAULT_SESSION_KEY_ENV:
+                continue  # always allowed: no need to read the configuration
+            if allowed is None:
+                allowed = self.effective_allowed_env()
+            if name not in allowed:
+                return False
+        return True
+
     def check_origin(self, url: str, *, also_trusted: Iterable[str] = ()) -> None:
         """Raise :class:`UntrustedOriginError` unless ``url`` may receive credentials.
 
@@ -327,16 +352,12 @@ class ResolveContext(AsyncResource):
             SecretResolutionError: A name is not allowed (the message names it and
                 says how to allow it; no value is read).
         """
-        allowed: frozenset[str] | None = None
         for name in names:
-            if name in also_allowed:
-                continue
-            if allowed is None:
-                allowed = self.effective_allowed_env()
-            if name not in allowed:
+            if name not in also_allowed and not self.env_names_allowed((name,)):
+                allowed = ", ".join(sorted(self.effective_allowed_env()))
                 raise SecretResolutionError(
                     f"refusing to read environment variable {name} for a request header: "
-                    f"it is not an allowed name (allowed: {', '.join(sorted(allowed))}); "
+                    f"it is not an allowed name (allowed: {allowed}); "
                     f"if you trust it, pass it in allowed_env= or add it to {ALLOWED_ENV_ENV}"
                 )
 
@@ -348,7 +369,7 @@ class ResolveContext(AsyncResource):
         For cache keys that must change when a value does, without holding the value.
         ``None`` (a missing value) differs from every string.
         """
-        mac = hmac.new(self._digest_key, digestmod=hashlib.sha256)
+        mac = self._digest_key.copy()  # a keyed HMAC, copied: cheaper than a new one
         for value in values:
             if value is None:
                 mac.update(b"\x00")

@@ -52,6 +52,14 @@ class _Issued:
         return self
 
 
+def _issued_origins(issued: _Issued | None) -> tuple[str, ...]:
+    """The origin a workspace of this process built a reference for, if any."""
+    if issued is None:
+        return ()
+    origin = url_origin(issued.url)
+    return () if origin is None else (origin,)
+
+
 class LookupSecret(SecretSource):
     """A secret fetched with ``GET url`` (the body is the value), with fixed headers.
 
@@ -98,19 +106,27 @@ class LookupSecret(SecretSource):
             return NotImplemented
         return type(self) is type(other) and self.__dict__ == other.__dict__
 
-    def _issued_origins(self) -> tuple[str, ...]:
-        """The origin a workspace of this process built this reference for, if any."""
-        issued = self._issued
-        if issued is None:
-            return ()
-        origin = url_origin(issued.url)
-        return () if origin is None else (origin,)
-
     def _check(self, ctx: ResolveContext) -> tuple[str, ...]:
-        """Apply the trust rule before anything is read or sent; the extra origins."""
-        also = self._issued_origins()
+        """Apply the trust rule before anything is read or sent; the extra origins.
+
+        The workspace's mark is read only when the context's own rule does not allow
+        the reference already (a private attribute is pydantic's slow path, and this
+        runs on every cache hit of a resolver).
+        """
+        if ctx.is_trusted_origin(self.url) and self._env_names_allowed(ctx):
+            return ()
+        issued = self._issued
+        also = _issued_origins(issued)
         ctx.check_origin(self.url, also_trusted=also)
+        self._check_env_names(ctx, issued)
         return also
+
+    def _env_names_allowed(self, ctx: ResolveContext) -> bool:
+        """Whether the context allows the variables this source reads (none here)."""
+        return True
+
+    def _check_env_names(self, ctx: ResolveContext, issued: _Issued | None) -> None:
+        """Check the variables this source reads (none here)."""
 
     def fingerprint(self, ctx: ResolveContext) -> bytes:
         """Check the origin (nothing outside the fields decides the value)."""
@@ -176,13 +192,12 @@ class EnvHeaderLookupSecret(LookupSecret):
             check_env_name(env)
         return env_headers
 
-    def _check(self, ctx: ResolveContext) -> tuple[str, ...]:
-        also = super()._check(ctx)
-        issued = self._issued
-        ctx.check_env_names(
-            self.env_headers.values(), also_allowed=() if issued is None else issued.env_names
-        )
-        return also
+    def _env_names_allowed(self, ctx: ResolveContext) -> bool:
+        return ctx.env_names_allowed(self.env_headers.values())
+
+    def _check_env_names(self, ctx: ResolveContext, issued: _Issued | None) -> None:
+        names = self.env_headers.values()
+        ctx.check_env_names(names, also_allowed=() if issued is None else issued.env_names)
 
     def fingerprint(self, ctx: ResolveContext) -> bytes:
         """Check origin and names, then digest the variables' current values (keyed).
