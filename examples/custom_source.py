@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from typing import ClassVar, Literal
 from urllib.parse import quote
 
@@ -61,7 +60,7 @@ class VaultSecret(SecretSource):
             SecretResolutionError: No token in the environment, or no such field.
             UntrustedOriginError: ``address`` is not trusted; nothing was sent.
         """
-        token = os.environ.get(self.token_env)
+        token = ctx.environ.get(self.token_env)  # os.environ unless the resolver was given one
         if not token:
             raise SecretResolutionError(f"environment variable {self.token_env} is not set")
         # fetch_text applies the trust rule, retries, timeouts and the body-size limit.
@@ -111,9 +110,8 @@ async def main() -> None:
         print(f"loaded: {', '.join(f'{n}={type(s).__name__}' for n, s in loaded.items())}")
 
         # The agent's environment holds the vault token and the deploy key.
-        os.environ["VAULT_TOKEN"] = VAULT_TOKEN
-        os.environ["DEPLOY_KEY"] = "deploy-key-for-the-example"
-        async with SecretResolver(trusted_origins=[vault]) as resolver:
+        environ = {"VAULT_TOKEN": VAULT_TOKEN, "DEPLOY_KEY": "deploy-key-for-the-example"}
+        async with SecretResolver(trusted_origins=[vault], environ=environ) as resolver:
             values = await resolver.resolve_all(loaded)
             for name, value in values.items():
                 print(f"resolved {name}: {len(value)} characters (value not shown)")

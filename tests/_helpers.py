@@ -8,15 +8,18 @@ imports by name lives here, so no test imports ``conftest``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import email.utils
 import json
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from yarl import URL
 
 from cloudcreds import CloudWorkspace, RetryPolicy
@@ -29,6 +32,7 @@ LIBRARY_ENV = (
     "SANDBOX_ID",
     "SESSION_API_KEY",
     "CLOUDCREDS_TRUSTED_ORIGINS",
+    "CLOUDCREDS_ALLOWED_ENV",
 )
 
 # Canary values: distinct, recognisable, and never allowed to appear in any output.
@@ -69,6 +73,16 @@ def assert_no_canary(text: str) -> None:
     assert not found, f"canary value(s) #{found} leaked"
 
 
+def error_text(error: BaseException) -> str:
+    """Everything an error shows: message, repr and its chain's messages."""
+    parts = []
+    seen: BaseException | None = error
+    while seen is not None:
+        parts += [str(seen), repr(seen)]
+        seen = seen.__cause__ or seen.__context__
+    return "\n".join(parts)
+
+
 async def wait_until(condition: Callable[[], object], *, within: float = 5.0) -> None:
     """Poll ``condition`` every few milliseconds; fail if it stays false for ``within`` s.
 
@@ -79,6 +93,11 @@ async def wait_until(condition: Callable[[], object], *, within: float = 5.0) ->
         if time.monotonic() > deadline:
             pytest.fail("condition not reached in time")
         await asyncio.sleep(0.005)
+
+
+def http_date_in(seconds: float) -> str:
+    """An HTTP date ``seconds`` from now (negative: in the past), as ``Retry-After`` takes."""
+    return email.utils.formatdate(time.time() + seconds, usegmt=True)
 
 
 def closed_port() -> int:
@@ -123,3 +142,30 @@ async def fetch(
     url = URL(cloud.url + path, encoded=True)
     async with http.request(method, url, headers=headers, allow_redirects=False) as resp:
         return Seen(resp.status, resp.headers, await resp.read())
+
+
+@contextlib.asynccontextmanager
+async def json_server(answers: Mapping[str, Any]) -> AsyncIterator[str]:
+    """A hostile or odd server on 127.0.0.1: ``GET path`` answers ``answers[path]`` as JSON.
+
+    Yields its base URL (``http://127.0.0.1:PORT``); for answers FakeCloud never gives.
+    """
+
+    def answer(body: Any) -> Callable[[web.Request], Any]:
+        async def handler(request: web.Request) -> web.Response:
+            return web.json_response(body)
+
+        return handler
+
+    app = web.Application()
+    for path, body in answers.items():
+        app.router.add_get(path, answer(body))
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        host, port = runner.addresses[0][:2]
+        yield f"http://{host}:{port}"
+    finally:
+        await runner.cleanup()

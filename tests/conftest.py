@@ -1,4 +1,4 @@
-"""Shared fixtures: a clean environment, a seeded FakeCloud, debug logs.
+"""Shared fixtures: a clean environment, a seeded FakeCloud, an aiohttp session, debug logs.
 
 Names tests import (canaries, ``Account``, ``wait_until``...) live in ``_helpers.py``.
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 
+import aiohttp
 import pytest
 
 from cloudcreds.testing import FakeCloud
@@ -26,6 +27,13 @@ from _helpers import (
 def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in LIBRARY_ENV:
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """A plain aiohttp session (lent to the library, or to talk to FakeCloud directly)."""
+    async with aiohttp.ClientSession() as session:
+        yield session
 
 
 @pytest.fixture

@@ -121,13 +121,6 @@ class Subject:
     ok: Callable[[object], bool]
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    """A borrowed session, so the test can watch its pool."""
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 def _all_credentials(result: object) -> bool:
     return isinstance(result, dict) and all(isinstance(v, Credentials) for v in result.values())
 

@@ -9,8 +9,6 @@ fixture's, served by the test's own event loop (the subprocess is driven with
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import io
 import json
 import logging
 import os
@@ -18,14 +16,27 @@ import shlex
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 import cloudcreds
+from _cli_runner import (
+    BASE_URL,
+    CLI_TIMEOUT,
+    MASK,
+    MODEL,
+    OTHER_SECRET,
+    assert_ok,
+    assert_one_line_error,
+    cli,
+    cli_env,
+    env_probe,
+    same,
+    sandbox_vars,
+)
 from cloudcreds import (
     APIStatusError,
     AuthenticationError,
@@ -42,8 +53,9 @@ from cloudcreds import (
     UntrustedOriginError,
 )
 from cloudcreds import cli as cli_module
+from cloudcreds.cli import ExitCode
 from cloudcreds.cli._args import USERS_ME, connection
-from cloudcreds.cli._gather import ProgressBar
+from cloudcreds.cli._fakecloud import SERVE_LISTED
 from cloudcreds.cli._main import setup_logging
 from cloudcreds.testing import FakeCloud, Fault
 
@@ -56,111 +68,6 @@ from _helpers import (
     assert_no_canary,
     closed_port,
 )
-
-#: Bound on one CLI run (start-up included); generous for a loaded 2-core machine.
-CLI_TIMEOUT = 30.0
-MODEL = "anthropic/claude-sonnet-4-5"
-BASE_URL = "https://llm-proxy.example.com"
-OTHER_SECRET = "sk-other-value"  # the account's OPENAI_KEY: not a canary
-MASK = "**********"
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def output(self) -> str:
-        return self.out + self.err
-
-
-def _env(extra: Mapping[str, str] | None) -> dict[str, str]:
-    # os.environ holds none of the library's variables (clean_environ); show every
-    # warning, so an unclosed session (ResourceWarning) would appear on stderr.
-    return {**os.environ, "PYTHONWARNINGS": "default", **(extra or {})}
-
-
-async def cli(
-    *args: str, env: Mapping[str, str] | None = None, stdin: bytes | None = None
-) -> Result:
-    """Run ``python -m cloudcreds *args`` to completion without blocking the loop."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "cloudcreds",
-        *args,
-        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=_env(env),
-    )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(stdin), CLI_TIMEOUT)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    assert proc.returncode is not None
-    return Result(proc.returncode, out.decode(), err.decode())
-
-
-def sandbox_vars(account: Account, **changes: str) -> dict[str, str]:
-    """The environment of the account's sandbox (canary keys)."""
-    return {
-        "OPENHANDS_CLOUD_API_URL": account.url,
-        "OPENHANDS_API_KEY": CANARY_API_KEY,
-        "SANDBOX_ID": account.sandbox.id,
-        "SESSION_API_KEY": CANARY_SESSION_KEY,
-        **changes,
-    }
-
-
-def assert_ok(result: Result) -> None:
-    assert result.code == 0, f"exit {result.code}: {result.err[-500:]}"
-    assert "Traceback" not in result.err
-    assert "Warning" not in result.err
-    assert_no_canary(result.output)
-
-
-def assert_one_line_error(result: Result, code: int) -> str:
-    """The error contract: the exit code, one stderr line, no traceback, no secret."""
-    assert_no_canary(result.output)
-    assert result.code == code, f"exit {result.code}, wanted {code}: {result.err[-500:]}"
-    assert "Traceback" not in result.err
-    lines = result.err.splitlines()
-    assert len(lines) == 1, f"stderr has {len(lines)} lines"
-    assert lines[0].startswith("cloudcreds: error: ")
-    return lines[0]
-
-
-def same(value: str, expected: str) -> bool:
-    """Compare secret-bearing text without letting pytest print either side."""
-    return value == expected
-
-
-def env_probe(expect: Mapping[str, str | None], ok_code: int) -> str:
-    """Code for ``python -c``: exit ``ok_code`` iff each variable holds the expected value.
-
-    ``None`` means the variable must be absent. Values are compared through SHA-256, so
-    the secrets appear neither in the child's command line nor in any output; on a
-    mismatch the child exits with 100 + a bitmask of the failed checks.
-    """
-    digests = {
-        name: None if value is None else hashlib.sha256(value.encode()).hexdigest()
-        for name, value in expect.items()
-    }
-    return (
-        "import hashlib, os, sys\n"
-        f"checks = {digests!r}\n"
-        "bad = 0\n"
-        "for i, (name, digest) in enumerate(checks.items()):\n"
-        "    value = os.environ.get(name)\n"
-        "    got = None if value is None else hashlib.sha256(value.encode()).hexdigest()\n"
-        "    bad |= (got != digest) << i\n"
-        f"sys.exit({ok_code} if not bad else 100 + bad)\n"
-    )
 
 
 def demo_values() -> list[str]:
@@ -225,13 +132,23 @@ async def test_demo_json() -> None:
 
 
 @pytest.mark.parametrize("previous", [None, "outer-session-key"])
-def test_demo_sets_the_session_key_only_while_resolving(
+def test_demo_resolves_without_writing_os_environ(
     previous: str | None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # The session key reaches the resolver as a mapping (environ=), never through
+    # os.environ, which other threads and tasks share: any write here fails the test.
     if previous is not None:
         monkeypatch.setenv("SESSION_API_KEY", previous)
     before = dict(os.environ)
-    assert cli_module.main(["demo"]) == 0
+
+    def refuse(*args: object) -> None:
+        raise AssertionError("os.environ was written")
+
+    with monkeypatch.context() as patch:  # undone before pytest writes its own variable
+        patch.setattr(type(os.environ), "__setitem__", refuse)
+        patch.setattr(type(os.environ), "__delitem__", refuse)
+        code = cli_module.main(["demo"])
+    assert code == 0
     assert dict(os.environ) == before
     assert os.environ.get("SESSION_API_KEY") == previous
     assert "resolved (" in capsys.readouterr().out
@@ -245,7 +162,9 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().out.strip() == f"cloudcreds {cloudcreds.__version__}"
 
 
-@pytest.mark.parametrize("command", ["demo", "serve", "llm", "secrets", "resolve", "run", "gather"])
+@pytest.mark.parametrize(
+    "command", ["demo", "serve", "llm", "secrets", "mcp", "resolve", "run", "gather"]
+)
 def test_every_subcommand_has_help_with_an_example(
     command: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -294,16 +213,6 @@ def test_exit_code_for_each_error_class(error: CloudCredsError, code: int) -> No
     assert cli_module.exit_code_for(error) == code
 
 
-def test_progress_bar_draws_on_one_line() -> None:
-    stream = io.StringIO()
-    bar = ProgressBar(stream, width=8)
-    bar(0, 4)
-    bar(2, 4)
-    bar(4, 4)
-    bar.finish()
-    assert stream.getvalue() == "\r[        ] 0/4\r[####    ] 2/4\r[########] 4/4\n"
-
-
 # --------------------------------------------------------------------------- llm, secrets
 
 
@@ -319,7 +228,12 @@ async def test_llm_text(account: Account) -> None:
 async def test_llm_json(account: Account) -> None:
     result = await cli("llm", "--json", env=sandbox_vars(account))
     assert_ok(result)
-    assert json.loads(result.out) == {"model": MODEL, "base_url": BASE_URL, "api_key": MASK}
+    assert json.loads(result.out) == {
+        "model": MODEL,
+        "base_url": BASE_URL,
+        "api_key": MASK,
+        "profile_name": None,
+    }
 
 
 async def test_secrets_text(account: Account) -> None:
@@ -457,7 +371,7 @@ async def test_run_forwards_signals_to_the_child(
         child,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env=_env(sandbox_vars(account)),
+        env=cli_env(sandbox_vars(account)),
     )
     try:
         ready = await asyncio.wait_for(proc.stdout.readline(), CLI_TIMEOUT)  # type: ignore[union-attr]
@@ -473,85 +387,6 @@ async def test_run_forwards_signals_to_the_child(
 
 
 # --------------------------------------------------------------------------- gather
-
-
-async def test_gather_writes_json_lines_and_fails_for_a_bad_sandbox(
-    account: Account, tmp_path: Path
-) -> None:
-    account.cloud.add_sandbox(account.user, sandbox_id="sb-2", session_api_key="session-2")
-    sandboxes = {"sb-1": CANARY_SESSION_KEY, "sb-bad": "wrong-session-key", "sb-2": "session-2"}
-    file = tmp_path / "sandboxes.json"
-    file.write_text(json.dumps(sandboxes))
-    result = await cli(
-        "gather",
-        str(file),
-        "--concurrency",
-        "2",
-        env={"OPENHANDS_CLOUD_API_URL": account.url, "OPENHANDS_API_KEY": CANARY_API_KEY},
-    )
-    assert result.code == 1
-    assert "Traceback" not in result.err
-    assert "\r[" not in result.err  # stderr is not a terminal: no progress bar
-    assert_no_canary(result.output)
-    lines = [json.loads(line) for line in result.out.splitlines()]
-    secrets = ["GITHUB_TOKEN", "OPENAI_KEY"]
-    assert lines[0] == {"sandbox_id": "sb-1", "ok": True, "model": MODEL, "secrets": secrets}
-    bad = lines[1]
-    assert bad["sandbox_id"] == "sb-bad"
-    assert bad["ok"] is False
-    assert bad["error"] == "AuthenticationError"
-    assert bad["status_code"] == 401
-    assert "Invalid session API key" in bad["message"]
-    assert lines[2] == {"sandbox_id": "sb-2", "ok": True, "model": MODEL, "secrets": secrets}
-    assert len(lines) == 3
-
-
-async def test_gather_from_stdin_all_ok(account: Account) -> None:
-    account.cloud.add_sandbox(account.user, sandbox_id="sb-2", session_api_key="session-2")
-    payload = json.dumps({"sb-1": CANARY_SESSION_KEY, "sb-2": "session-2"}).encode()
-    result = await cli(
-        "gather",
-        "-",
-        "--api-key",
-        CANARY_API_KEY,
-        "--url",
-        account.url,
-        stdin=payload,
-    )
-    assert_ok(result)
-    assert [json.loads(line)["sandbox_id"] for line in result.out.splitlines()] == [
-        "sb-1",
-        "sb-2",
-    ]
-
-
-class FakeTerminal(io.StringIO):
-    def isatty(self) -> bool:
-        return True
-
-
-async def test_gather_draws_a_progress_bar_on_a_terminal(
-    account: Account,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    account.cloud.add_sandbox(account.user, sandbox_id="sb-2", session_api_key="session-2")
-    file = tmp_path / "sandboxes.json"
-    file.write_text(json.dumps({"sb-1": CANARY_SESSION_KEY, "sb-2": "session-2"}))
-    terminal = FakeTerminal()
-    monkeypatch.setattr(sys, "stderr", terminal)
-    argv = ["gather", str(file), "--url", account.url, "--api-key", CANARY_API_KEY]
-    # In-process, in a worker thread: the command runs its own loop there.
-    code = await asyncio.to_thread(cli_module.main, argv)
-    assert code == 0
-    drawn = terminal.getvalue()
-    assert drawn.startswith("\r[")
-    assert drawn.endswith("] 2/2\n")
-    assert "1/2" in drawn
-    out = capsys.readouterr().out
-    assert len(out.splitlines()) == 2
-    assert_no_canary(out + drawn)
 
 
 # --------------------------------------------------------------------------- errors
@@ -606,34 +441,6 @@ def test_usage_errors_are_2(args: list[str], capsys: pytest.CaptureFixture[str])
     assert ": error: " in err.splitlines()[-1]
 
 
-async def test_interrupt_is_130(account: Account) -> None:
-    account.cloud.set_latency(5, "/api/v1/users/me")
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "cloudcreds",
-        "llm",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=_env(sandbox_vars(account)),
-    )
-    try:
-        deadline = time.monotonic() + CLI_TIMEOUT
-        while account.cloud.in_flight == 0:  # wait until the request is being served
-            assert time.monotonic() < deadline, "the request never arrived"
-            assert proc.returncode is None, "the command exited early"
-            await asyncio.sleep(0.01)
-        proc.send_signal(signal.SIGINT)
-        out, err = await asyncio.wait_for(proc.communicate(), CLI_TIMEOUT)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    assert proc.returncode == 130
-    assert err.decode() == "cloudcreds: interrupted\n"
-    assert out == b""
-
-
 # --------------------------------------------------------------------------- logging
 
 
@@ -678,7 +485,7 @@ async def serving(*args: str) -> AsyncIterator[tuple[asyncio.subprocess.Process,
         *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env=_env(None),
+        env=cli_env(None),
     )
     assert proc.stdout is not None
     exports: dict[str, str] = {}
@@ -752,6 +559,64 @@ async def test_serve_with_a_bad_seed_file_is_3(tmp_path: Path) -> None:
     result = await cli("serve", "--seed", str(file))
     line = assert_one_line_error(result, 3)
     assert "users[0].id" in line
+
+
+async def test_serve_summarises_a_big_seed(tmp_path: Path) -> None:
+    sandboxes = [{"id": f"sb-{i}", "session_api_key": f"session-{i}"} for i in range(300)]
+    seed = {"users": [{"id": "user-a", "api_key": "key-a", "sandboxes": sandboxes}]}
+    file = tmp_path / "seed.json"
+    file.write_text(json.dumps(seed))
+    async with serving("--seed", str(file)) as (proc, exports):
+        assert exports["SANDBOX_ID"] == "sb-0"
+        proc.send_signal(signal.SIGTERM)
+        out, _ = await asyncio.wait_for(proc.communicate(), CLI_TIMEOUT)
+    assert proc.returncode == 0
+    text = out.decode()
+    assert "# ... and 294 more sandboxes" in text
+    # What follows the exports (read by `serving`): a few sandboxes, then the summary.
+    assert len(text.splitlines()) == SERVE_LISTED + 1
+
+
+async def test_serve_on_every_address_prints_a_url_the_commands_accept() -> None:
+    async with serving("--host", "0.0.0.0") as (proc, exports):  # noqa: S104 - the case
+        url = exports["OPENHANDS_CLOUD_API_URL"]
+        assert url.startswith("http://127.0.0.1:")
+        result = await cli("llm", "--json", env=exports)
+        assert result.code == 0, result.err[-300:]
+        proc.send_signal(signal.SIGINT)
+        await asyncio.wait_for(proc.communicate(), CLI_TIMEOUT)
+
+
+async def test_serve_with_latency_and_faults() -> None:
+    async with serving("--latency", "0.2", "--fail-rate", "1", "--fault-seed", "7") as (
+        proc,
+        exports,
+    ):
+        started = time.monotonic()
+        result = await cli("secrets", "--retries", "0", env=exports)
+        assert time.monotonic() - started >= 0.2  # a lower bound only
+        assert result.code in (ExitCode.ERROR, ExitCode.NETWORK)  # a 503 or a dropped connection
+        assert "Traceback" not in result.err
+        proc.send_signal(signal.SIGINT)
+        await asyncio.wait_for(proc.communicate(), CLI_TIMEOUT)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--fail-rate", "1.5"], ["--fail-rate", "x"], ["--latency", "-1"], ["--record-limit", "0"]],
+)
+def test_serve_refuses_bad_rehearsal_options(
+    args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli_module.main(["serve", *args]) == ExitCode.USAGE
+    assert "usage: cloudcreds serve" in capsys.readouterr().err
+
+
+def test_serve_help_states_the_fakes_record_limit(capsys: pytest.CaptureFixture[str]) -> None:
+    from cloudcreds.testing._recording import DEFAULT_RECORD_LIMIT
+
+    assert cli_module.main(["serve", "--help"]) == 0
+    assert f"(default {DEFAULT_RECORD_LIMIT})" in " ".join(capsys.readouterr().out.split())
 
 
 INSECURE_ARGS = [
@@ -877,3 +742,22 @@ def test_timeout_help_states_the_real_defaults(capsys: pytest.CaptureFixture[str
     out = " ".join(capsys.readouterr().out.split())
     assert "5 s to connect, 15 s between reads, 30 s in all" in out
     assert "(default 3; 0: none)" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "changes", "named"),
+    [
+        (["--url", "ftp://cloud.example.com"], {}, "--url must be an absolute http(s) URL"),
+        (
+            [],
+            {"OPENHANDS_CLOUD_API_URL": "ftp://cloud.example.com"},
+            "the environment variable OPENHANDS_CLOUD_API_URL must be an absolute http(s) URL",
+        ),
+        (["--url", "http://cloud.example.com"], {}, "refusing insecure http:// --url"),
+    ],
+)
+async def test_a_bad_url_names_its_flag_or_variable(
+    account: Account, args: list[str], changes: dict[str, str], named: str
+) -> None:
+    result = await cli("secrets", *args, env=sandbox_vars(account, **changes))
+    assert named in assert_one_line_error(result, 3)

@@ -91,7 +91,11 @@ EXAMPLE_CASES = (
             r"^env var name in payload: yes$",
             r"^GET /secrets/GITHUB_TOKEN -> 200 \{'ok': True, 'length': 25\}$",
             r"^GET /secrets/SLACK_WEBHOOK -> 200 \{'ok': True, 'length': 30\}$",
+            r"^POST /secrets \(hostile\) -> 200$",
+            r"^GET /secrets/STEAL_SESSION_KEY -> 502 .*'error': 'UntrustedOriginError'",
+            r"^GET /secrets/STEAL_API_KEY -> 502 .*'error': 'SecretResolutionError'",
             r"^cloud fetches of GITHUB_TOKEN: 1$",
+            r"^requests the attacker's server received: 0$",
         ),
     ),
     Example(
@@ -131,9 +135,13 @@ def _run_python(path: Path, env: dict[str, str] | None = None) -> subprocess.Com
     )
 
 
+#: Examples that need the OpenHands SDK (Python 3.12+): tests/interop runs them.
+INTEROP_EXAMPLES = frozenset({"openhands_agent.py"})
+
+
 def test_every_example_is_tested() -> None:
     scripts = {path.name for path in EXAMPLES.glob("*.py")}
-    assert scripts == {case.script for case in EXAMPLE_CASES}
+    assert scripts == {case.script for case in EXAMPLE_CASES} | INTEROP_EXAMPLES
 
 
 @pytest.mark.parametrize("case", EXAMPLE_CASES, ids=lambda case: case.script)

@@ -53,12 +53,6 @@ async def cloud() -> AsyncIterator[FakeCloud]:
         yield fake
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 def assert_quiet(caplog: pytest.LogCaptureFixture) -> None:
     noisy = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert noisy == [], [r.getMessage() for r in noisy]

@@ -29,12 +29,6 @@ BOOL_ERROR = "Input should be a valid boolean, unable to interpret input"
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
 async def cloud() -> AsyncIterator[FakeCloud]:
     async with FakeCloud(seed=FakeCloud.demo_seed()) as fake:
         yield fake

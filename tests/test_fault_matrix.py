@@ -8,7 +8,8 @@ documents:
 
 * a retryable fault injected once: the call succeeds on the next attempt, after one
   announced retry whose wait is the expected one (zero backoff, or the server's
-  ``Retry-After`` capped by ``max_retry_after``);
+  ``Retry-After`` capped by ``max_retry_after``), with exactly two requests in all (this
+  row is the transient-fault-then-success test, for every operation);
 * a retryable fault that persists: the row's typed error (the exact class) after
   exactly ``ATTEMPTS`` attempts, well within the policy's deadline;
 * a non-retryable fault: its typed error at once, after one request, whichever mode.
@@ -23,7 +24,6 @@ a tiny read timeout, so a loaded machine cannot turn another row into a timeout.
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -45,6 +45,7 @@ from cloudcreds import (
     ResponseValidationError,
     RetryEvent,
     RetryPolicy,
+    SecretResolutionError,
     SecretResolver,
     ServerError,
     Timeouts,
@@ -59,6 +60,7 @@ from _helpers import (
     Account,
     assert_no_canary,
     closed_port,
+    http_date_in,
 )
 
 ATTEMPTS = 3
@@ -87,10 +89,6 @@ VALUE = "/api/v1/sandboxes/sb-1/settings/secrets/GITHUB_TOKEN"
 
 MALFORMED = b'{"secrets": [{"name": "GITHUB_TOKEN"'
 HTML = b"<html><body>Sign in to continue</body></html>"
-
-
-def _http_date_in(seconds: float) -> str:
-    return email.utils.formatdate(time.time() + seconds, usegmt=True)
 
 
 # --------------------------------------------------------------------------- the faults
@@ -147,7 +145,7 @@ def _status_rows() -> list[Row]:
             return Fault.status(status, retry_after=7)  # capped to MAX_RETRY_AFTER
 
         def date(status: int = status) -> Fault:
-            return Fault.status(status, retry_after=_http_date_in(120))  # capped as well
+            return Fault.status(status, retry_after=http_date_in(120))  # capped as well
 
         rows += [
             Row(f"{status}", plain, True, error, status, wait=0.0),
@@ -242,8 +240,9 @@ async def _lookup(base_url: str, timeouts: Timeouts) -> object:
     source = EnvHeaderLookupSecret(
         url=base_url + VALUE, env_headers={"X-Session-API-Key": "SESSION_API_KEY"}
     )
-    async with SecretResolver(retry=POLICY, timeout=timeouts) as resolver:
-        return await resolver.resolve(source)
+    # A reference built here, not by a workspace: its origin must be configured.
+    async with SecretResolver(retry=POLICY, timeout=timeouts, trusted_origins=[base_url]) as r:
+        return await r.resolve(source)
 
 
 def _is_account_llm(result: object) -> bool:
@@ -318,6 +317,12 @@ async def test_fault_matrix(
     assert elapsed < DEADLINE, "the call outlived its retry deadline"
     assert_no_canary(caplog.text)
 
+    if op.lookup and row.body == "":
+        # An empty answer is no value (issue 9 item 13): refused at once, not retried.
+        assert isinstance(error, SecretResolutionError), f"lookup took an empty body: {error!r}"
+        assert requests == 1
+        return
+
     if op.lookup and row.body is not None:
         # The body is the value: a lookup takes any shape as is, at once.
         assert error is None, f"lookup refused a {row.id} body: {type(error).__name__}"
@@ -333,6 +338,7 @@ async def test_fault_matrix(
         else:  # aiohttp's own resend may absorb a single drop before the library sees it
             assert waits in ([], [row.wait]), "expected at most one retry"
         assert requests == 2
+        assert len(cloud.requests) == requests, "the retry requested another path too"
         return
 
     assert error is not None, f"{row.id} ({mode}) should fail"

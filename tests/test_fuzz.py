@@ -125,7 +125,7 @@ async def clients(account: Account, sandbox_env: None) -> AsyncIterator[dict[str
     """One workspace and one resolver for all the examples of a test."""
     async with (
         account.workspace(retry=NO_RETRY, timeout=TIMEOUTS) as ws,
-        SecretResolver(retry=NO_RETRY, timeout=TIMEOUTS) as resolver,
+        SecretResolver(retry=NO_RETRY, timeout=TIMEOUTS, trusted_origins=[account.url]) as resolver,
     ):
         yield {"ws": ws, "resolver": resolver, "account": account}
 
@@ -229,7 +229,7 @@ async def test_an_informational_status_as_the_answer_times_out(
     quick = Timeouts(connect=2, read=2, total=0.1)
     async with (
         account.workspace(retry=NO_RETRY, timeout=quick) as ws,
-        SecretResolver(retry=NO_RETRY, timeout=quick) as resolver,
+        SecretResolver(retry=NO_RETRY, timeout=quick, trusted_origins=[account.url]) as resolver,
     ):
         clients = {"ws": ws, "resolver": resolver, "account": account}
         error = await _serve_and_call(clients, op, Fault.body(b"{}", status=status))

@@ -143,7 +143,7 @@ async def test_get_secrets_sends_only_the_session_key(mocked: aioresponses) -> N
 
 
 ODD_IDS = ["sb 1", "a/b", "sb-é", "🔑-box", "a?b#c", "100%", "x&y=z", "a%2Fb"]
-ODD_NAMES = ["MY SECRET", "path/like/name", "clé_ünïcode", "q?x#y", "50%", "a+b"]
+ODD_NAMES = ["MY SECRET", "semi;colon=x", "clé_ünïcode", "q?x#y", "50%", "a+b"]
 
 
 @pytest.mark.parametrize("sandbox_id", ODD_IDS)

@@ -405,7 +405,9 @@ async def timed_out(account: Account, _: pytest.MonkeyPatch) -> BaseException:
         url=f"{account.url}{GITHUB}", headers={"X-Session-API-Key": CANARY_SESSION_KEY}
     )
     policy = FAST_RETRY.with_(attempts=2)
-    async with ResolveContext(retry=policy, timeout=Timeouts(total=0.05)) as ctx:
+    async with ResolveContext(
+        retry=policy, timeout=Timeouts(total=0.05), trusted_origins=[account.url]
+    ) as ctx:
         return await _expect(CloudTimeoutError, lambda: source.resolve(ctx))
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
+import pickle
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
@@ -20,6 +22,8 @@ from cloudcreds import (
     LookupSecret,
     NotFoundError,
     ResolveContext,
+    RetryBudget,
+    RetryEvent,
     RetryPolicy,
     SecretResolutionError,
     SecretResolver,
@@ -38,6 +42,7 @@ from _helpers import (
     FAST_RETRY,
     Account,
     assert_no_canary,
+    closed_port,
     wait_until,
 )
 
@@ -61,6 +66,17 @@ def lookup(account: Account, name: str = GITHUB, key: str = CANARY_SESSION_KEY) 
     """A fresh reference holding the session key itself."""
     return LookupSecret(url=account.url + path(name), headers={"X-Session-API-Key": SecretStr(key)})
 
+
+@pytest.fixture(autouse=True)
+def trust_the_fake_cloud(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Trust the FakeCloud's loopback origin, as an agent server's configuration would.
+
+    These tests resolve references built by hand (not returned by a workspace of this
+    process): deny by default refuses them unless their origin is configured.
+    """
+    if "account" in request.fixturenames:
+        account: Account = request.getfixturevalue("account")
+        monkeypatch.setenv("CLOUDCREDS_TRUSTED_ORIGINS", account.url)
 
 
 @pytest.fixture
@@ -167,6 +183,88 @@ async def test_cache_entries_expire(account: Account) -> None:
         await asyncio.sleep(0.1)  # let the entry expire: time itself is under test
         assert await resolver.resolve(lookup(account)) == CANARY_SECRET
     assert account.cloud.count(path(GITHUB)) == 2
+
+
+async def test_a_rotated_session_key_misses_the_cache(account: Account) -> None:
+    # issue 9 item 14: the key of a cached value includes a keyed digest of the values
+    # read from env_headers, so a value fetched with a revoked key is not served after
+    # the key changes.
+    rotated = account.cloud.add_sandbox(
+        account.user, sandbox_id="sb-rotated", session_api_key="rotated-session-key"
+    )
+    environ = {"SESSION_API_KEY": CANARY_SESSION_KEY}
+    options: dict[str, Any] = {"environ": environ, "trusted_origins": [account.url]}
+    async with SecretResolver(retry=FAST_RETRY, cache_ttl=60, **options) as resolver:
+        assert await resolver.resolve(env_ref(account)) == CANARY_SECRET
+        assert await resolver.resolve(env_ref(account)) == CANARY_SECRET  # a hit
+        assert account.cloud.count(path(GITHUB)) == 1
+        environ["SESSION_API_KEY"] = rotated.session_api_key  # rotated: fetch again
+        with pytest.raises(CloudCredsError, match="does not match sandbox"):
+            await resolver.resolve(env_ref(account))
+        assert account.cloud.count(path(GITHUB)) == 2
+        environ["SESSION_API_KEY"] = CANARY_SESSION_KEY  # back: that entry is still good
+        assert await resolver.resolve(env_ref(account)) == CANARY_SECRET
+        assert account.cloud.count(path(GITHUB)) == 2
+        # The cache's keys hold a digest, never the session key itself.
+        assert_no_canary(repr(list(resolver._cache)))
+        assert len(resolver._cache) == 1
+        resolver.invalidate(env_ref(account))  # every entry of that source, any digest
+        assert await resolver.resolve(env_ref(account)) == CANARY_SECRET
+    assert account.cloud.count(path(GITHUB)) == 3
+
+
+async def test_the_cache_is_bounded_least_recently_used_out_first(account: Account) -> None:
+    account.cloud.add_secret(account.user, "THIRD", "third-value")
+    a, b, c = (lookup(account, name) for name in (GITHUB, OPENAI, "THIRD"))
+    async with SecretResolver(retry=FAST_RETRY, cache_ttl=60, max_cache_entries=2) as resolver:
+        for source in (a, b, a, c):  # a is used again before c comes: b is the oldest
+            await resolver.resolve(source)
+        assert account.cloud.count() == 3
+        await resolver.resolve(a)  # still cached
+        assert account.cloud.count() == 3
+        await resolver.resolve(b)  # was pushed out
+        assert account.cloud.count() == 4
+        assert "cached=2" in repr(resolver)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, None])
+def test_max_cache_entries_must_be_positive(bad: Any) -> None:
+    with pytest.raises(ConfigurationError, match="max_cache_entries"):
+        SecretResolver(max_cache_entries=bad)
+
+
+@pytest.mark.parametrize("budget", ["default", "none"])
+async def test_a_resolver_shares_a_retry_budget_by_default(budget: str) -> None:
+    # issue 10/11: against a cloud that is down, a resolver's fetches stop retrying
+    # once the shared budget is spent; retry_budget=None retries every fetch in full.
+    events: list[RetryEvent] = []
+    policy = FAST_RETRY.with_(on_retry=events.append)
+    url = f"http://127.0.0.1:{closed_port()}"
+    sources = {
+        str(i): LookupSecret(url=f"{url}/secret/{i}", headers={"X-K": "v"}) for i in range(300)
+    }
+    options: dict[str, Any] = {} if budget == "default" else {"retry_budget": None}
+    async with SecretResolver(retry=policy, trusted_origins=[url], **options) as resolver:
+        settled = await resolver.resolve_all_settled(sources)
+    assert all(isinstance(result, CloudCredsError) for result in settled.values())
+    paid = [event for event in events if not event.budget_exhausted]
+    if budget == "default":
+        full = RetryBudget()
+        assert len(paid) == full.capacity // full.retry_cost
+        assert any(event.budget_exhausted for event in events)
+    else:
+        assert len(paid) == 300 * (policy.attempts - 1)
+
+
+async def test_resolvers_and_contexts_refuse_to_be_pickled() -> None:
+    # issue 9 item 10: they hold a pool and this process's settings (and a digest key).
+    async with SecretResolver(environ={"SESSION_API_KEY": CANARY_SESSION_KEY}) as resolver:
+        for obj in (resolver, resolver.context, ResolveContext()):
+            with pytest.raises(ConfigurationError, match="cannot be pickled") as info:
+                pickle.dumps(obj)
+            assert_no_canary(str(info.value))
+            with pytest.raises(ConfigurationError, match="cannot be pickled"):
+                copy.copy(obj)
 
 
 async def test_no_ttl_caches_nothing(account: Account, resolver: SecretResolver) -> None:
@@ -332,7 +430,7 @@ async def test_trusted_origins_argument_allows(account: Account) -> None:
 
 async def test_trusted_origins_env(account: Account, monkeypatch: pytest.MonkeyPatch) -> None:
     async with SecretResolver(retry=FAST_RETRY) as resolver:
-        assert await resolver.resolve(lookup(account)) == CANARY_SECRET  # loopback by default
+        assert await resolver.resolve(lookup(account)) == CANARY_SECRET  # configured (fixture)
         with pytest.raises(UntrustedOriginError):
             await resolver.resolve(LookupSecret(url="http://example.com/secret"))
 
@@ -349,6 +447,13 @@ async def test_trusted_origins_env(account: Account, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("CLOUDCREDS_TRUSTED_ORIGINS", "https://app.all-hands.dev")
     async with SecretResolver(trusted_origins=[account.url]) as resolver:
         assert await resolver.resolve(lookup(account)) == CANARY_SECRET
+
+    # Nothing configured: only the default cloud's origin, not a loopback port.
+    monkeypatch.delenv("CLOUDCREDS_TRUSTED_ORIGINS")
+    async with SecretResolver(retry=FAST_RETRY) as resolver:
+        with pytest.raises(UntrustedOriginError, match=account.url):
+            await resolver.resolve(lookup(account))
+    assert account.cloud.count(path(GITHUB)) == 3
 
 
 # --------------------------------------------------------------------------- cancellation
@@ -540,15 +645,20 @@ def _nested(token: str, paths: list[str]) -> NestedKeySource:
 
 
 def test_cache_key_is_equal_for_equal_sources_and_differs_on_any_value() -> None:
-    key = _cache_key(_nested("t1", ["x", "y"]))
-    assert key == _cache_key(_nested("t1", ["x", "y"]))
+    ctx = ResolveContext(trusted_origins=["https://h"])
+
+    def key_of(source: SecretSource) -> object:
+        return _cache_key(source, ctx)
+
+    key = key_of(_nested("t1", ["x", "y"]))
+    assert key == key_of(_nested("t1", ["x", "y"]))
     hash(key)
-    assert key != _cache_key(_nested("t2", ["x", "y"]))  # a secret value differs
-    assert key != _cache_key(_nested("t1", ["y", "x"]))  # list order matters
+    assert key != key_of(_nested("t2", ["x", "y"]))  # a secret value differs
+    assert key != key_of(_nested("t1", ["y", "x"]))  # list order matters
     one = LookupSecret(url="https://h/x", headers={"A": SecretStr("1"), "B": SecretStr("2")})
     two = LookupSecret(url="https://h/x", headers={"B": SecretStr("2"), "A": SecretStr("1")})
     assert one == two
-    assert _cache_key(one) == _cache_key(two)  # like dict equality: order does not matter
+    assert key_of(one) == key_of(two)  # like dict equality: order does not matter
     static = StaticSecret(value=SecretStr("v"))
-    assert _cache_key(static) != _cache_key(EnvSecret(env="v"))
-    assert _cache_key(static) != _cache_key(StaticSecret(value=SecretStr("v"), description="d"))
+    assert key_of(static) != key_of(EnvSecret(env="v"))
+    assert key_of(static) != key_of(StaticSecret(value=SecretStr("v"), description="d"))

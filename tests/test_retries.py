@@ -6,7 +6,6 @@ for backoff, and timeouts are tested with fractions of a second.
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import random
 import time
@@ -37,6 +36,7 @@ from _helpers import (
     FAST_RETRY,
     Account,
     assert_no_canary,
+    http_date_in,
 )
 
 ME = "/api/v1/users/me"
@@ -46,10 +46,6 @@ CALLS: dict[str, Callable[[CloudWorkspace], Awaitable[object]]] = {
     "get_llm": lambda ws: ws.get_llm(),
     "get_secrets": lambda ws: ws.get_secrets(),
 }
-
-
-def _http_date_in(seconds: float) -> str:
-    return email.utils.formatdate(time.time() + seconds, usegmt=True)
 
 
 
@@ -65,39 +61,11 @@ def retry_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     return caplog
 
 
-def _faults_then_success() -> list[pytest.ParameterSet]:
-    # Built per call: the HTTP date must be "a second from now" when the test runs.
-    return [
-        pytest.param(lambda: Fault.status(503), id="503"),
-        pytest.param(lambda: Fault.status(502), id="502"),
-        pytest.param(lambda: Fault.status(504), id="504"),
-        pytest.param(lambda: Fault.status(500), id="500"),
-        pytest.param(lambda: Fault.status(408), id="408"),
-        pytest.param(lambda: Fault.status(425), id="425"),
-        pytest.param(lambda: Fault.status(429, retry_after=1), id="429-seconds"),
-        pytest.param(lambda: Fault.status(429, retry_after=_http_date_in(1)), id="429-date"),
-        pytest.param(lambda: Fault.status(429), id="429-no-retry-after"),
-        pytest.param(Fault.drop, id="drop"),
-        pytest.param(Fault.truncate, id="truncate"),
-        pytest.param(Fault.reset_mid_body, id="reset-mid-body"),
-    ]
-
-
 # --------------------------------------------------------------------------- transient faults
 
 
-@pytest.mark.parametrize("make_fault", _faults_then_success())
-@pytest.mark.parametrize("call", list(CALLS))
-async def test_transient_fault_then_success(
-    account: Account, call: str, make_fault: Callable[[], Fault]
-) -> None:
-    cloud = account.cloud
-    cloud.inject(PATHS[call], make_fault())
-    async with account.workspace() as ws:  # FAST_RETRY: max_retry_after=0.05
-        result = await CALLS[call](ws)
-    assert result
-    assert cloud.count(PATHS[call]) == 2
-    assert len(cloud.requests) == 2
+# A fault injected once, then success: every retryable fault against every operation
+# is a row of the fault matrix (tests/test_fault_matrix.py, mode "once").
 
 
 async def test_several_faults_in_a_row_within_attempts(account: Account) -> None:
@@ -330,9 +298,9 @@ async def test_retry_after_is_honoured_and_capped(
 ) -> None:
     if retry_after == "date+5":
         # HTTP dates have whole seconds: "+5" is 4 to 5 seconds away, always over the cap.
-        retry_after = _http_date_in(5)
+        retry_after = http_date_in(5)
     elif retry_after == "date-past":
-        retry_after = _http_date_in(-60)
+        retry_after = http_date_in(-60)
     cloud = account.cloud
     cloud.inject(ME, Fault.status(status, retry_after=retry_after))
     # Backoff alone would be 0: a non-zero wait can only come from Retry-After.

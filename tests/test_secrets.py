@@ -29,7 +29,7 @@ from cloudcreds import (
     parse_secret_source,
 )
 from cloudcreds.secrets import known_kinds
-from cloudcreds.testing import FakeCloud
+from cloudcreds.testing import FakeCloud, Fault
 
 from _helpers import (
     CANARY_API_KEY,
@@ -50,6 +50,16 @@ def secret_url(account: Account, name: str) -> str:
         f"{account.url}/api/v1/sandboxes/{account.sandbox.id}/settings/secrets/"
         f"{quote(name, safe='')}"
     )
+
+
+@pytest.fixture
+def trust_cloud(account: Account, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Trust the FakeCloud's loopback origin, as an agent server's configuration would.
+
+    References built by hand (not returned by a workspace of this process) resolve only
+    against configured origins (deny by default).
+    """
+    monkeypatch.setenv("CLOUDCREDS_TRUSTED_ORIGINS", account.url)
 
 
 def assert_value(actual: str, expected: str) -> None:
@@ -96,7 +106,7 @@ async def test_env_secret_missing_names_the_variable() -> None:
 # --------------------------------------------------------------------------- LookupSecret over HTTP
 
 
-async def test_lookup_secret_fetches_the_value(account: Account) -> None:
+async def test_lookup_secret_fetches_the_value(account: Account, trust_cloud: None) -> None:
     source = LookupSecret(
         url=secret_url(account, "GITHUB_TOKEN"), headers={SESSION_HEADER: CANARY_SESSION_KEY}
     )
@@ -105,7 +115,7 @@ async def test_lookup_secret_fetches_the_value(account: Account) -> None:
     assert account.cloud.requests[-1].header_equals(SESSION_HEADER, CANARY_SESSION_KEY)
 
 
-async def test_lookup_secret_unknown_name_is_not_found(account: Account) -> None:
+async def test_lookup_secret_unknown_name_is_not_found(account: Account, trust_cloud: None) -> None:
     source = LookupSecret(
         url=secret_url(account, "NO_SUCH_SECRET"), headers={SESSION_HEADER: CANARY_SESSION_KEY}
     )
@@ -116,7 +126,9 @@ async def test_lookup_secret_unknown_name_is_not_found(account: Account) -> None
     assert_error_clean(info.value)
 
 
-async def test_lookup_secret_without_value_is_not_found(account: Account) -> None:
+async def test_lookup_secret_without_value_is_not_found(
+    account: Account, trust_cloud: None
+) -> None:
     account.cloud.add_secret(account.user, "EMPTY_ONE", None)
     source = LookupSecret(
         url=secret_url(account, "EMPTY_ONE"), headers={SESSION_HEADER: CANARY_SESSION_KEY}
@@ -135,7 +147,7 @@ async def test_lookup_secret_without_value_is_not_found(account: Account) -> Non
     ids=["wrong-key", "no-key"],
 )
 async def test_lookup_secret_bad_session_key_is_an_authentication_error(
-    account: Account, headers: dict[str, str], detail: str
+    account: Account, trust_cloud: None, headers: dict[str, str], detail: str
 ) -> None:
     source = LookupSecret(url=secret_url(account, "GITHUB_TOKEN"), headers=headers)
     with pytest.raises(AuthenticationError) as info:
@@ -143,6 +155,25 @@ async def test_lookup_secret_bad_session_key_is_an_authentication_error(
     assert info.value.status_code == 401
     assert info.value.detail == detail
     assert_error_clean(info.value)
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [Fault.body(b"", status=204, content_type="text/plain"), Fault.body(b"", content_type="")],
+    ids=["204", "empty-200"],
+)
+async def test_an_empty_answer_to_a_lookup_is_an_error_not_an_empty_value(
+    account: Account, trust_cloud: None, fault: Fault
+) -> None:
+    # issue 9 item 13: "" is never a secret's value.
+    account.cloud.inject("/api/v1/sandboxes/sb-1/settings/secrets/GITHUB_TOKEN", fault)
+    source = LookupSecret(
+        url=secret_url(account, "GITHUB_TOKEN"), headers={SESSION_HEADER: CANARY_SESSION_KEY}
+    )
+    with pytest.raises(SecretResolutionError, match="without a body") as info:
+        await source.get_value()
+    assert_error_clean(info.value)
+    assert account.cloud.count() == 1  # refused at once, not retried
 
 
 # --------------------------------------------------------------------------- EnvHeaderLookupSecret
@@ -156,7 +187,7 @@ def env_lookup(
 
 
 async def test_env_header_lookup_reads_env_only_inside_resolve(
-    account: Account, monkeypatch: pytest.MonkeyPatch
+    account: Account, trust_cloud: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     source = env_lookup(account)  # SESSION_API_KEY is unset here (clean_environ)
     assert_no_canary(repr(source.model_dump()))
@@ -166,7 +197,7 @@ async def test_env_header_lookup_reads_env_only_inside_resolve(
 
 
 async def test_env_header_lookup_sees_env_changes_between_resolves(
-    account: Account, monkeypatch: pytest.MonkeyPatch
+    account: Account, trust_cloud: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     second = account.cloud.add_sandbox(
         account.user, sandbox_id="sb-1b", session_api_key="second-session-key"
@@ -185,13 +216,16 @@ async def test_env_header_lookup_sees_env_changes_between_resolves(
     assert not second_request.header_equals(SESSION_HEADER, CANARY_SESSION_KEY)
 
 
-async def test_env_header_lookup_missing_env_names_the_variable(account: Account) -> None:
+async def test_env_header_lookup_missing_env_names_the_variable(
+    account: Account, trust_cloud: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLOUDCREDS_ALLOWED_ENV", "MY_SESSION_VAR")
     source = env_lookup(
         account,
         headers={"Authorization": f"Bearer {CANARY_API_KEY}"},
         env_headers={SESSION_HEADER: "MY_SESSION_VAR"},
     )
-    with pytest.raises(SecretResolutionError, match="MY_SESSION_VAR") as info:
+    with pytest.raises(SecretResolutionError, match="MY_SESSION_VAR is not set") as info:
         await source.get_value()
     assert not isinstance(info.value, UntrustedOriginError)
     assert_error_clean(info.value)
@@ -199,7 +233,7 @@ async def test_env_header_lookup_missing_env_names_the_variable(account: Account
 
 
 async def test_env_header_lookup_empty_env_is_an_error(
-    account: Account, monkeypatch: pytest.MonkeyPatch
+    account: Account, trust_cloud: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(SESSION_ENV, "")
     with pytest.raises(SecretResolutionError, match=f"{SESSION_ENV} is empty"):
@@ -209,7 +243,7 @@ async def test_env_header_lookup_empty_env_is_an_error(
 
 @pytest.mark.parametrize("bad", ["\r", "\n", "\r\nX-Injected: 1"], ids=["CR", "LF", "CRLF"])
 async def test_env_header_lookup_refuses_cr_lf(
-    account: Account, monkeypatch: pytest.MonkeyPatch, bad: str
+    account: Account, trust_cloud: None, monkeypatch: pytest.MonkeyPatch, bad: str
 ) -> None:
     monkeypatch.setenv(SESSION_ENV, CANARY_SESSION_KEY + bad + "tail")
     with pytest.raises(SecretResolutionError, match=SESSION_ENV) as info:
@@ -217,6 +251,35 @@ async def test_env_header_lookup_refuses_cr_lf(
     assert_error_clean(info.value)
     assert "tail" not in str(info.value)
     assert account.cloud.requests == []
+
+
+@pytest.mark.parametrize("kind", ["LookupSecret", "EnvHeaderLookupSecret"])
+async def test_traceback_locals_of_a_failing_lookup_hold_no_key(
+    account: Account, trust_cloud: None, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    # issue 9 item 9: error reporters that capture locals (Sentry, loguru's diagnose)
+    # see the request headers of the lookup's own frames masked.
+    monkeypatch.setenv(SESSION_ENV, CANARY_SESSION_KEY)
+    account.cloud.inject("/api/v1/sandboxes/sb-1/settings/secrets/GITHUB_TOKEN", Fault.status(401))
+    # (no key in this test's own locals either: its frame is in the traceback too)
+    source = (
+        LookupSecret(
+            url=secret_url(account, "GITHUB_TOKEN"),
+            headers={
+                "Authorization": "Bearer " + CANARY_API_KEY,
+                SESSION_HEADER: CANARY_SESSION_KEY,
+            },
+        )
+        if kind == "LookupSecret"
+        else env_lookup(account, headers={"Authorization": "Bearer " + CANARY_API_KEY})
+    )
+    with pytest.raises(AuthenticationError) as info:
+        await source.get_value()
+    text = "".join(
+        traceback.TracebackException.from_exception(info.value, capture_locals=True).format()
+    )
+    assert "MaskedHeaders" in text  # the locals were captured
+    assert_no_canary(text)
 
 
 async def test_nul_in_header_values_is_refused_at_construction(account: Account) -> None:
@@ -229,12 +292,17 @@ async def test_nul_in_header_values_is_refused_at_construction(account: Account)
 # --------------------------------------------------------------------------- the trust rule
 
 
-async def test_get_value_trusts_loopback_http_by_default(account: Account) -> None:
+async def test_get_value_no_longer_trusts_loopback_http_by_default(account: Account) -> None:
+    # 0.1.0 trusted any loopback port and any https origin: a reference from data could
+    # send a key to any local service. Now only the default cloud origin is trusted.
     assert account.url.startswith("http://127.0.0.1:")
     source = LookupSecret(
         url=secret_url(account, "OPENAI_KEY"), headers={SESSION_HEADER: CANARY_SESSION_KEY}
     )
-    assert_value(await source.get_value(), "sk-other-value")
+    with pytest.raises(UntrustedOriginError, match=re.escape(account.url)) as info:
+        await source.get_value()
+    assert "CLOUDCREDS_TRUSTED_ORIGINS" in str(info.value)
+    assert account.cloud.requests == []
 
 
 @pytest.mark.parametrize(

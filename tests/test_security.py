@@ -136,6 +136,15 @@ async def named() -> AsyncIterator[tuple[aiohttp.ClientSession, NameRecorder]]:
         yield session, names
 
 
+@pytest.fixture
+def trust_cloud(account: Account, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Trust the FakeCloud's origin (not the attacker's), as an agent server would.
+
+    References built by hand resolve only against configured origins (deny by default).
+    """
+    monkeypatch.setenv("CLOUDCREDS_TRUSTED_ORIGINS", account.url)
+
+
 async def resolve_via(via: str, source: EnvHeaderLookupSecret) -> str:
     """Resolve with ``source.get_value()`` or with a :class:`SecretResolver`."""
     if via == "get_value":
@@ -222,7 +231,12 @@ async def test_a_same_origin_redirect_is_followed(account: Account, attacker: Fa
 )
 @pytest.mark.parametrize("via", ["get_value", "resolver"])
 async def test_a_lookup_never_follows_a_redirect_to_another_origin(
-    account: Account, attacker: FakeCloud, sandbox_env: None, via: str, location: str
+    account: Account,
+    trust_cloud: None,
+    attacker: FakeCloud,
+    sandbox_env: None,
+    via: str,
+    location: str,
 ) -> None:
     hostport = attacker.url.split("//", 1)[1]
     target = location.format(attacker=attacker.url, attacker_hostport=hostport)
@@ -236,7 +250,7 @@ async def test_a_lookup_never_follows_a_redirect_to_another_origin(
 
 
 async def test_a_lookup_with_static_headers_never_follows_a_redirect(
-    account: Account, attacker: FakeCloud
+    account: Account, trust_cloud: None, attacker: FakeCloud
 ) -> None:
     account.cloud.inject(VALUE, Fault.redirect(attacker.url + VALUE, status=307))
     source = LookupSecret(
@@ -306,7 +320,7 @@ async def test_trusted_origins_exclude_every_other_origin(
     monkeypatch: pytest.MonkeyPatch,
     how: str,
 ) -> None:
-    # Both servers are loopback http:// (trusted by default); only A is trusted here.
+    # Both servers are loopback http:// on two ports; only A is trusted here.
     refs = load_secret_sources(
         json.dumps(
             {
@@ -409,7 +423,7 @@ async def test_crlf_in_the_session_key_from_the_environment_is_refused(
 @pytest.mark.parametrize("suffix", list(BAD_SUFFIXES))
 @pytest.mark.parametrize("via", ["get_value", "resolver"])
 async def test_crlf_in_an_env_header_of_a_lookup_is_refused(
-    account: Account, monkeypatch: pytest.MonkeyPatch, via: str, suffix: str
+    account: Account, trust_cloud: None, monkeypatch: pytest.MonkeyPatch, via: str, suffix: str
 ) -> None:
     monkeypatch.setenv("SESSION_API_KEY", CANARY_SESSION_KEY + BAD_SUFFIXES[suffix])
     source = EnvHeaderLookupSecret(url=account.url + VALUE, env_headers=SESSION_HEADER)
@@ -564,7 +578,7 @@ LARGE_CALLS: dict[str, tuple[str, LargeCall]] = {
 @pytest.mark.parametrize("framing", ["content-length", "chunked"])
 @pytest.mark.parametrize("endpoint", list(LARGE_CALLS))
 async def test_a_huge_body_is_refused_without_buffering(
-    account: Account, sandbox_env: None, endpoint: str, framing: str
+    account: Account, trust_cloud: None, sandbox_env: None, endpoint: str, framing: str
 ) -> None:
     path, call = LARGE_CALLS[endpoint]
     account.cloud.inject(
@@ -578,7 +592,7 @@ async def test_a_huge_body_is_refused_without_buffering(
 
 @pytest.mark.parametrize("endpoint", ["users-me", "secret-value-resolver"])
 async def test_a_compressed_body_that_inflates_past_the_limit_is_refused(
-    account: Account, sandbox_env: None, endpoint: str
+    account: Account, trust_cloud: None, sandbox_env: None, endpoint: str
 ) -> None:
     path, call = LARGE_CALLS[endpoint]
     bomb = gzip.compress(b"\0" * BODY_SIZE, compresslevel=9)

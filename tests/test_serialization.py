@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, SecretStr
 
 from cloudcreds import (
+    CloudCredsError,
     ConfigurationError,
     EnvHeaderLookupSecret,
     EnvSecret,
@@ -19,6 +20,7 @@ from cloudcreds import (
     SecretResolver,
     SecretSource,
     StaticSecret,
+    UntrustedOriginError,
     dump_secret_sources,
     load_secret_sources,
 )
@@ -51,7 +53,7 @@ def via_json(data: Any) -> Any:
 
 
 async def test_get_secrets_output_round_trips_and_resolves(
-    account: Account, sandbox_env: None
+    account: Account, sandbox_env: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     account.cloud.add_secret(account.user, "team+deploy key", "deploy-value", description="ü")
     async with account.workspace() as ws:
@@ -74,6 +76,14 @@ async def test_get_secrets_output_round_trips_and_resolves(
         "OPENAI_KEY": "sk-other-value",
         "team+deploy key": "deploy-value",
     }
+    # The workspace's own references resolve here without configuration; the loaded
+    # copies are equal but came from data: refused until their origin is trusted.
+    assert_value(await secrets["GITHUB_TOKEN"].get_value(), CANARY_SECRET)
+    with pytest.raises(UntrustedOriginError, match="CLOUDCREDS_TRUSTED_ORIGINS"):
+        await loaded["GITHUB_TOKEN"].get_value()
+    assert account.cloud.count() == 1
+    account.cloud.reset_stats()
+    monkeypatch.setenv("CLOUDCREDS_TRUSTED_ORIGINS", account.url)
     for name, source in loaded.items():
         assert_value(await source.get_value(), expected[name])
     async with SecretResolver(retry=FAST_RETRY) as resolver:
@@ -115,11 +125,19 @@ def test_load_accepts_bytes_built_by_hand() -> None:
 
 @pytest.mark.parametrize(
     "data",
-    ["{not json", b"\xff\xfe", "", '{"a": '],
-    ids=["broken", "bad-bytes", "empty", "cut-short"],
+    [
+        "{not json",
+        b"\xff\xfe",
+        "",
+        '{"a": ',
+        "[" * 100_000 + "]" * 100_000,  # RecursionError in json.loads
+        '{"A": ' + "[" * 100_000 + "]" * 100_000 + "}",
+        '{"A": {"kind": "StaticSecret", "value": ' + "9" * 5000 + "}}",  # past int digits
+    ],
+    ids=["broken", "bad-bytes", "empty", "cut-short", "deep", "deep-entry", "huge-int"],
 )
 def test_bad_json_is_a_configuration_error(data: str | bytes) -> None:
-    with pytest.raises(ConfigurationError, match="not valid JSON") as info:
+    with pytest.raises(ConfigurationError, match=r"not valid|nested too deeply|too long") as info:
         load_secret_sources(data)
     assert info.value.__cause__ is None
 
@@ -297,6 +315,7 @@ async def test_loaded_user_kind_resolves() -> None:
 async def test_mixed_mapping_of_every_built_in_kind(
     account: Account, monkeypatch: pytest.MonkeyPatch, sandbox_env: None
 ) -> None:
+    monkeypatch.setenv("CLOUDCREDS_TRUSTED_ORIGINS", account.url)  # the server's config
     url = f"{account.url}/api/v1/sandboxes/sb-1/settings/secrets/GITHUB_TOKEN"
     sources: dict[str, SecretSource] = {
         "STATIC": StaticSecret(value="static-value"),
@@ -385,6 +404,63 @@ def test_env_header_lookup_round_trip_is_lossless(
             assert source.env_headers == sources[name].env_headers
             assert source.url == sources[name].url
             assert source.description == sources[name].description
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | any_text,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(any_text, inner, max_size=4),
+    max_leaves=20,
+)
+# Entries shaped like sources: a known kind (or an old name, or junk) and random fields.
+kinds = st.sampled_from(
+    ["StaticSecret", "EnvSecret", "LookupSecret", "EnvHeaderLookupSecret", "static", "env"]
+) | any_text
+field_names = st.sampled_from(
+    ["value", "env", "url", "headers", "env_headers", "description", "kind"]
+) | any_text
+source_like = st.builds(
+    lambda kind, fields: {"kind": kind, **fields},
+    kinds | json_values,
+    st.dictionaries(field_names, json_values | urls | env_names, max_size=4),
+)
+
+
+@settings(
+    max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
+@given(
+    json_values
+    | st.dictionaries(any_text, source_like | json_values, max_size=4)
+    | st.builds(json.dumps, st.dictionaries(any_text, source_like, max_size=3))
+    | st.binary(max_size=40)
+)
+def test_loading_anything_gives_sources_or_a_cloudcreds_error(data: Any) -> None:
+    # issue 9 item 4: every input ends in sources or a library error, never another one.
+    error: CloudCredsError | None = None
+    try:
+        loaded = load_secret_sources(data)
+    except CloudCredsError as exc:
+        error = exc
+    if error is not None:
+        assert isinstance(error, ConfigurationError)
+        assert error.__cause__ is None
+    else:
+        assert all(isinstance(source, SecretSource) for source in loaded.values())
+
+
+def test_a_deeply_nested_custom_field_is_walked_without_recursion() -> None:
+    class DeepSecret(SecretSource):
+        kind: Literal["test-deep"] = "test-deep"
+        payload: Any
+
+        async def resolve(self, ctx: ResolveContext) -> str:
+            return "x"
+
+    nested: Any = [SecretStr(MASK)]  # a masked value, 50,000 lists down
+    for _ in range(50_000):
+        nested = [nested]
+    with pytest.raises(ConfigurationError, match="was masked"):
+        load_secret_sources({"X": {"kind": "test-deep", "payload": nested}})
 
 
 # ----------------------------------------------------------------- OpenHands' own JSON

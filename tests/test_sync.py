@@ -196,7 +196,10 @@ async def test_resolve_a_reference_and_its_dumped_mapping(account: Account) -> N
     value = await asyncio.to_thread(sync.resolve, refs["GITHUB_TOKEN"])
     assert same(value, CANARY_SECRET)
     dumped = dump_secret_sources(refs)["GITHUB_TOKEN"]
-    value = await asyncio.to_thread(sync.resolve, dumped, retry=FAST_RETRY)
+    # From data, not from a workspace of this process: its origin must be trusted.
+    value = await asyncio.to_thread(
+        sync.resolve, dumped, retry=FAST_RETRY, trusted_origins=[account.url]
+    )
     assert same(value, CANARY_SECRET)
     last = account.cloud.requests[-1]
     assert last.path == "/api/v1/sandboxes/sb-1/settings/secrets/GITHUB_TOKEN"
@@ -212,10 +215,10 @@ async def test_resolve_without_the_session_variable(account: Account) -> None:
 
 async def test_resolve_honours_trusted_origins(account: Account) -> None:
     refs = await asyncio.to_thread(sync.get_secrets, **args(account), names=["GITHUB_TOKEN"])
+    dumped = dump_secret_sources(refs)["GITHUB_TOKEN"]  # a reference that came from data
     with pytest.raises(SecretResolutionError, match="trusted"):
-        await asyncio.to_thread(
-            sync.resolve, refs["GITHUB_TOKEN"], trusted_origins=["https://cloud.example.com"]
-        )
+        await asyncio.to_thread(sync.resolve, dumped, trusted_origins=["https://cloud.example.com"])
+    assert account.cloud.count("/api/v1/sandboxes/*/settings/secrets/*") == 0
 
 
 def test_resolve_a_static_source_and_an_invalid_mapping() -> None:

@@ -31,12 +31,6 @@ MASK = "**********"
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
 async def cloud() -> AsyncIterator[FakeCloud]:
     """Upstream's ``_make_sandbox_info()``: a running sandbox owned by ``USER_ID``."""
     async with FakeCloud() as fake:

@@ -22,7 +22,6 @@ from cloudcreds import (
     EnvHeaderLookupSecret,
     NotFoundError,
     PermissionDeniedError,
-    ResponseValidationError,
     RetryPolicy,
 )
 from cloudcreds._http import HTTPCore
@@ -36,6 +35,7 @@ from _helpers import (
     FAST_RETRY,
     Account,
     assert_no_canary,
+    error_text,
 )
 
 ME = "/api/v1/users/me"
@@ -58,16 +58,6 @@ def check_header(request: RecordedRequest, name: str, expected: str) -> None:
         pytest.fail(f"{request!r} did not send {name}")
     if not request.header_equals(name, expected):
         pytest.fail(f"{request!r} sent {name} with another value")
-
-
-def error_text(error: BaseException) -> str:
-    """Everything an error shows: message, repr and its chain's messages."""
-    parts = []
-    seen: BaseException | None = error
-    while seen is not None:
-        parts += [str(seen), repr(seen)]
-        seen = seen.__cause__ or seen.__context__
-    return "\n".join(parts)
 
 
 # --------------------------------------------------------------------------- get_llm
@@ -530,6 +520,45 @@ async def test_from_env_session_key_is_read_later(
     assert len(account.cloud.requests) == 1
 
 
+async def test_environ_mapping_is_read_at_request_time_not_os_environ(
+    account: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``environ=`` is where the session key variable is read: os.environ is not consulted."""
+    monkeypatch.setenv("SESSION_API_KEY", "not-this-one")
+    environ: dict[str, str] = {}
+    async with account.workspace(session_api_key=None, environ=environ) as ws:
+        with pytest.raises(ConfigurationError, match="SESSION_API_KEY"):
+            await ws.get_llm()
+        environ["SESSION_API_KEY"] = CANARY_SESSION_KEY  # read when the request is made
+        assert (await ws.get_credentials()).llm.model == MODEL
+    assert all(
+        request.header_equals("X-Session-API-Key", CANARY_SESSION_KEY)
+        for request in account.cloud.requests
+    )
+
+
+async def test_from_env_reads_a_given_environ(
+    account: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENHANDS_API_KEY", "not-this-one")
+    environ = {
+        "OPENHANDS_CLOUD_API_URL": account.url,
+        "OPENHANDS_API_KEY": CANARY_API_KEY,
+        "SANDBOX_ID": "sb-1",
+        "SESSION_API_KEY": CANARY_SESSION_KEY,
+    }
+    async with CloudWorkspace.from_env(retry=FAST_RETRY, environ=environ) as ws:
+        creds = await ws.get_credentials()
+    assert creds.llm.model == MODEL
+    (me,) = [request for request in account.cloud.requests if request.path == ME]
+    check_header(me, "Authorization", f"Bearer {CANARY_API_KEY}")
+
+
+def test_environ_must_be_a_mapping() -> None:
+    with pytest.raises(ConfigurationError, match="environ must be a mapping"):
+        CloudWorkspace("https://c.example", "k", "sb-1", environ=["SESSION_API_KEY"])  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(
     ("present", "missing"),
     [
@@ -795,15 +824,21 @@ def test_dot_segment_sandbox_id_is_refused(sandbox_id: str) -> None:
         CloudWorkspace("https://app.example.com", "key", sandbox_id, session_api_key="s")
 
 
-@pytest.mark.parametrize("name", [".", ".."])
-async def test_dot_segment_secret_name_is_refused(account: Account, name: str) -> None:
-    """A reference for '..' would resolve to another path of the server, key attached."""
+@pytest.mark.parametrize("name", [".", "..", "a/b", "   "])
+async def test_unaddressable_secret_name_is_never_a_reference(account: Account, name: str) -> None:
+    """'..' would resolve to another path of the server, key attached; the server decodes
+    '/' before routing (404 for any URL); '' would address the list itself."""
     account.cloud.add_secret(account.user, name, "value")
     async with account.workspace() as ws:
-        with pytest.raises(ResponseValidationError, match="cannot be addressed"):
-            await ws.get_secrets()
-        secrets = await ws.get_secrets(["GITHUB_TOKEN"])  # other names still usable
-    assert list(secrets) == ["GITHUB_TOKEN"]
+        secrets = await ws.get_secrets()  # listed: skipped, the others still usable
+        assert sorted(secrets) == ["GITHUB_TOKEN", "OPENAI_KEY"]
+        sent = len(account.cloud.requests)
+        with pytest.raises(ConfigurationError, match="cannot be fetched") as info:
+            await ws.get_secrets([name, "GITHUB_TOKEN"])  # requested: refused, nothing sent
+        creds = await ws.get_credentials()
+    assert len(account.cloud.requests) == sent + 2
+    assert repr(name) in str(info.value)
+    assert sorted(creds.secrets) == ["GITHUB_TOKEN", "OPENAI_KEY"]
 
 
 async def test_results_are_the_models_validation_would_build(account: Account) -> None:

@@ -13,6 +13,7 @@ import types as _types
 
 from ._client import CloudClient
 from ._config import RetryBudget, RetryEvent, RetryPolicy, Timeouts
+from ._credentials import Credentials
 from ._errors import (
     APIStatusError,
     AuthenticationError,
@@ -29,9 +30,9 @@ from ._errors import (
     TooManyRedirectsError,
     UntrustedOriginError,
 )
-from ._llm import LLM
+from ._models import LLM, MCPServer
 from ._resolver import SecretResolver
-from ._workspace import CloudWorkspace, Credentials
+from ._workspace import CloudWorkspace
 from .secrets import (
     EnvHeaderLookupSecret,
     EnvSecret,
@@ -58,6 +59,7 @@ __all__ = [
     "EnvHeaderLookupSecret",
     "EnvSecret",
     "LookupSecret",
+    "MCPServer",
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",

@@ -3,32 +3,110 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Literal
+import contextlib
+import logging
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+)
+from typing import Any, Final, Literal, TypeAlias
 
 import aiohttp
-import anyio
 from pydantic import SecretStr
 
-from ._config import DEFAULT_CLIENT_CONCURRENCY, DEFAULT_SESSION_KEY_ENV, RetryPolicy, Timeouts
+from ._config import (
+    DEFAULT_CLIENT_CONCURRENCY,
+    DEFAULT_SESSION_KEY_ENV,
+    RetryBudget,
+    RetryPolicy,
+    Timeouts,
+)
+from ._credentials import Credentials
 from ._errors import CloudCredsError, ConfigurationError
 from ._http import HTTPCore
+from ._keys import key_argument
 from ._lifecycle import AsyncResource
 from ._urls import check_base_url
-from ._workspace import CloudWorkspace, Credentials, _secret
+from ._workspace import CloudWorkspace, pooled_workspace
 
-__all__ = ["CloudClient", "ProgressCallback"]
+__all__ = ["CloudClient", "ProgressCallback", "SandboxKeys"]
+
+logger: Final = logging.getLogger("cloudcreds")
 
 #: ``on_progress(done, total)``, called each time a sandbox finishes.
 ProgressCallback = Callable[[int, int], object]
+
+_Key: TypeAlias = str | SecretStr | None
+#: Sandboxes and their session keys: a mapping, or (async) iterable of ``(id, key)`` pairs.
+SandboxKeys: TypeAlias = (
+    Mapping[str, _Key] | Iterable[tuple[str, _Key]] | AsyncIterable[tuple[str, _Key]]
+)
+
+_DEFAULT_BUDGET: Final = RetryBudget()
+_END: Final = object()  # a worker is done
+
+
+class _Feed:
+    """The input, read lazily and shared by the workers (one pair at a time)."""
+
+    __slots__ = ("_async", "_lock", "_sync")
+
+    def __init__(self, sandboxes: SandboxKeys) -> None:
+        self._sync: Iterator[Any] | None = None
+        self._async: AsyncIterator[Any] | None = None
+        self._lock = asyncio.Lock()
+        if isinstance(sandboxes, Mapping):
+            self._sync = iter(sandboxes.items())
+        elif isinstance(sandboxes, AsyncIterable):
+            self._async = aiter(sandboxes)
+        elif isinstance(sandboxes, Iterable) and not isinstance(sandboxes, str | bytes):
+            self._sync = iter(sandboxes)
+        else:
+            raise ConfigurationError(
+                "sandboxes must be a mapping of sandbox id to session key, or an iterable or "
+                f"async iterable of (sandbox_id, session_key) pairs, got {type(sandboxes).__name__}"
+            )
+
+    async def next(self) -> tuple[str, _Key] | None:
+        """The next ``(sandbox_id, session_key)``, or ``None`` when the input is exhausted."""
+        if self._sync is not None:
+            item = next(self._sync, _END)  # no await: workers never interleave here
+        else:
+            assert self._async is not None
+            async with self._lock:  # an async iterator must not be advanced twice at once
+                item = await anext(self._async, _END)
+        if item is _END:
+            return None
+        if not isinstance(item, tuple) or len(item) != 2:
+            raise ConfigurationError(
+                f"each sandbox must be a (sandbox_id, session_key) pair, got {type(item).__name__}"
+            )
+        return item
+
+
+class _InputFailed:
+    """Reading the input failed: the consumer raises ``error`` (the caller's own bug)."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
 
 
 class CloudClient(AsyncResource):
     """One user account, many sandboxes, one connection pool.
 
-    For orchestrators: :meth:`gather_credentials` fetches the credentials of
-    thousands of sandboxes concurrently, with at most ``max_concurrency`` HTTP
-    requests in flight (retries included), and reports each sandbox's result or error.
+    For orchestrators: :meth:`iter_credentials` streams the credentials of thousands of
+    sandboxes as they complete, and :meth:`gather_credentials` collects them, with at
+    most ``max_concurrency`` HTTP requests in flight (retries included); each sandbox's
+    result or error is reported. Retries of all requests draw on one
+    :class:`RetryBudget`, so a fan-out against a cloud that is down stops retrying fast.
+    Keys are held as ``SecretStr``; a client cannot be pickled or copied.
 
     Args:
         cloud_api_url: The cloud API, e.g. ``https://app.all-hands.dev``.
@@ -39,6 +117,8 @@ class CloudClient(AsyncResource):
         timeout: Per-attempt :class:`Timeouts`, or a float for the total.
         max_concurrency: Most HTTP requests in flight at once.
         allow_insecure_http: Allow ``http://`` to a host that is not loopback.
+        retry_budget: The token bucket every retry of this client draws on; ``None``
+            disables it (each request then retries as its policy allows).
     """
 
     def __init__(
@@ -51,14 +131,13 @@ class CloudClient(AsyncResource):
         timeout: Timeouts | float | None = None,
         max_concurrency: int = DEFAULT_CLIENT_CONCURRENCY,
         allow_insecure_http: bool = False,
+        retry_budget: RetryBudget | None = _DEFAULT_BUDGET,
     ) -> None:
         super().__init__()
         if not isinstance(max_concurrency, int) or max_concurrency < 1:
             raise ConfigurationError(f"max_concurrency must be >= 1, got {max_concurrency!r}")
         self._base = check_base_url(cloud_api_url, allow_insecure_http=allow_insecure_http)
-        key = _secret(api_key, "api_key", required=True)
-        assert key is not None
-        self._api_key = key
+        self._api_key = key_argument(api_key, "api_key", header="Authorization")
         self._max_concurrency = max_concurrency
         self._http = HTTPCore(
             session=session,
@@ -66,6 +145,7 @@ class CloudClient(AsyncResource):
             timeouts=timeout,
             limiter=asyncio.Semaphore(max_concurrency),
             connector_limit=max_concurrency,
+            retry_budget=retry_budget,
         )
 
     @property
@@ -73,8 +153,16 @@ class CloudClient(AsyncResource):
         """Most HTTP requests in flight at once."""
         return self._max_concurrency
 
-    def __repr__(self) -> str:
-        return f"CloudClient(cloud_api_url={self._base!r}, max_concurrency={self._max_concurrency})"
+    @property
+    def retry_budget(self) -> RetryBudget | None:
+        """The retry budget this client's requests share, or ``None``."""
+        return self._http.retry_budget
+
+    def __repr__(self) -> str:  # getattr: a half-built client (constructor raised) too
+        return (
+            f"CloudClient(cloud_api_url={getattr(self, '_base', None)!r}, "
+            f"max_concurrency={getattr(self, '_max_concurrency', None)})"
+        )
 
     def workspace(
         self,
@@ -88,13 +176,136 @@ class CloudClient(AsyncResource):
         Closing the workspace leaves the pool open; closing the client closes it.
         """
         self.check_open()
-        return CloudWorkspace._shared(
-            self._http, self._base, self._api_key, sandbox_id, session_api_key, session_key_env
+        return pooled_workspace(
+            self._http,
+            self._base,
+            self._api_key,
+            sandbox_id,
+            session_api_key=session_api_key,
+            session_key_env=session_key_env,
         )
+
+    async def _credentials_of(
+        self,
+        sandbox_id: str,
+        session_key: _Key,
+        names: list[str] | None,
+        missing: Literal["error", "ignore"],
+        llm_overrides: dict[str, Any],
+    ) -> Credentials | CloudCredsError:
+        """One sandbox's credentials or error; never raises for that sandbox alone."""
+        try:
+            if session_key is None:  # never the process's own SESSION_API_KEY instead
+                raise ConfigurationError(
+                    f"no session key given for sandbox {sandbox_id!r} (the mapping's value "
+                    "is None)"
+                )
+            ws = pooled_workspace(
+                self._http, self._base, self._api_key, sandbox_id, session_api_key=session_key
+            )
+            return await ws.get_credentials(names, missing=missing, **llm_overrides)
+        except CloudCredsError as exc:
+            return exc
+        except Exception as exc:  # a bug: this sandbox's entry says so, the others stand
+            logger.error(
+                "unexpected %s while fetching the credentials of sandbox %r (a bug; the "
+                "entry's __cause__ holds it)",
+                type(exc).__name__,
+                sandbox_id,
+            )
+            bug = CloudCredsError(
+                f"sandbox {sandbox_id!r}: unexpected {type(exc).__name__} (a bug in cloudcreds "
+                "or in code it called; see __cause__)"
+            )
+            bug.__cause__ = exc
+            return bug
+
+    async def iter_credentials(
+        self,
+        sandboxes: SandboxKeys,
+        names: Iterable[str] | None = None,
+        *,
+        missing: Literal["error", "ignore"] = "error",
+        **llm_overrides: Any,
+    ) -> AsyncGenerator[tuple[str, Credentials | CloudCredsError], None]:
+        """Stream ``(sandbox_id, Credentials or error)`` pairs in the order they complete.
+
+        ``sandboxes`` is read lazily: at most about ``max_concurrency`` sandboxes are held
+        at once (in flight, or done and not yet taken), so an input of a million
+        sandboxes streams in flat memory. One sandbox's failure never affects another:
+        its entry is its :class:`CloudCredsError`. A missing (``None``) or empty session
+        key is that sandbox's :class:`ConfigurationError`. An exception that is not a
+        :class:`CloudCredsError` inside one sandbox is a bug: it is logged, and that
+        sandbox's entry is a plain :class:`CloudCredsError` whose ``__cause__`` is the
+        exception, so the other sandboxes' results are kept.
+
+        Leaving the loop early (``break``, an exception, cancellation) cancels the work
+        in flight. Wrap the iterator in :func:`contextlib.aclosing` to have that done
+        when the ``async with`` block ends; otherwise it is done when the iterator is
+        garbage-collected.
+
+        Args:
+            sandboxes: Sandbox id -> session key, or an iterable or async iterable of
+                ``(sandbox_id, session_key)`` pairs.
+            names: Secret names wanted for each sandbox, ``None`` for all.
+            missing: As for :meth:`CloudWorkspace.get_secrets`.
+            **llm_overrides: As for :meth:`CloudWorkspace.get_llm` (``profile_name=``
+                included).
+
+        Yields:
+            ``(sandbox_id, Credentials)`` or ``(sandbox_id, CloudCredsError)``.
+
+        Raises:
+            ConfigurationError: The client is closed, ``names`` is one string, ``missing``
+                is neither ``"error"`` nor ``"ignore"``, or an input item is not a pair.
+            Exception: Whatever reading ``sandboxes`` raised (the caller's own error).
+        """
+        self.check_open()
+        if isinstance(names, str):
+            raise ConfigurationError("names must be a list of secret names, not one string")
+        if missing not in ("error", "ignore"):
+            raise ConfigurationError(f"missing must be 'error' or 'ignore', got {missing!r}")
+        wanted = None if names is None else list(names)
+        feed = _Feed(sandboxes)
+        # Finished results wait here until taken: bounded, so workers wait for the
+        # consumer and memory stays flat however large the input.
+        ready: asyncio.Queue[Any] = asyncio.Queue(maxsize=self._max_concurrency)
+
+        async def worker() -> None:
+            try:
+                while (pair := await feed.next()) is not None:
+                    sandbox_id, key = pair
+                    outcome = await self._credentials_of(
+                        sandbox_id, key, wanted, missing, llm_overrides
+                    )
+                    await ready.put((sandbox_id, outcome))
+            except Exception as exc:  # reading the input failed: the consumer raises it
+                await ready.put(_InputFailed(exc))
+            await ready.put(_END)
+
+        # Each worker fetches one sandbox at a time, its two requests concurrently (one
+        # extra task): half as many workers as request slots keep every slot busy while
+        # the tasks alive stay about ``max_concurrency``, whatever the number of sandboxes.
+        loop = asyncio.get_running_loop()
+        workers = [loop.create_task(worker()) for _ in range((self._max_concurrency + 1) // 2)]
+        try:
+            running = len(workers)
+            while running:
+                item = await ready.get()
+                if item is _END:
+                    running -= 1
+                elif isinstance(item, _InputFailed):
+                    raise item.error
+                else:
+                    yield item
+        finally:
+            for task in workers:
+                task.cancel()
+            await asyncio.wait(workers)
 
     async def gather_credentials(
         self,
-        sandboxes: Mapping[str, str | SecretStr],
+        sandboxes: Mapping[str, str | SecretStr | None],
         names: Iterable[str] | None = None,
         *,
         missing: Literal["error", "ignore"] = "error",
@@ -103,16 +314,16 @@ class CloudClient(AsyncResource):
     ) -> dict[str, Credentials | CloudCredsError]:
         """Fetch the :class:`Credentials` of many sandboxes concurrently.
 
-        One sandbox's failure never affects another: its entry is its error. Workers
-        are bounded (not one task per sandbox): the tasks alive depend on
-        ``max_concurrency``, not on the number of sandboxes.
+        :meth:`iter_credentials`, collected: one sandbox's failure never affects another
+        (its entry is its error, see there for bugs and missing keys).
 
         Args:
             sandboxes: Sandbox id -> that sandbox's session key.
             names: Secret names wanted for each sandbox, ``None`` for all.
             missing: As for :meth:`CloudWorkspace.get_secrets`.
             on_progress: Called as ``on_progress(done, total)`` each time a sandbox
-                finishes, ending with ``(total, total)``.
+                finishes, starting with ``(0, total)`` and ending with ``(total, total)``;
+                an exception it raises stops everything and is raised.
             **llm_overrides: As for :meth:`CloudWorkspace.get_llm`.
 
         Returns:
@@ -120,58 +331,22 @@ class CloudClient(AsyncResource):
             in the order of ``sandboxes``.
         """
         self.check_open()
-        if isinstance(names, str):
-            raise ConfigurationError("names must be a list of secret names, not one string")
-        wanted = None if names is None else list(names)
-        items = list(sandboxes.items())
-        total = len(items)
-        results: dict[str, Credentials | CloudCredsError] = {}
+        if not isinstance(sandboxes, Mapping):
+            raise ConfigurationError(
+                "sandboxes must be a mapping of sandbox id to session key; "
+                "iter_credentials() also takes (async) iterables of pairs"
+            )
+        total = len(sandboxes)
         if on_progress is not None:
             on_progress(0, total)
-        if not total:
-            return results
-        pending = iter(items)
-        fatal: list[Exception] = []
-        done = 0
-
-        async def worker() -> None:
-            nonlocal done
-            for sandbox_id, session_key in pending:
-                outcome: Credentials | CloudCredsError
-                try:
-                    ws = CloudWorkspace._shared(
-                        self._http,
-                        self._base,
-                        self._api_key,
-                        sandbox_id,
-                        session_key,
-                        DEFAULT_SESSION_KEY_ENV,
-                    )
-                    outcome = await ws.get_credentials(wanted, missing=missing, **llm_overrides)
-                except CloudCredsError as exc:
-                    outcome = exc
+        results: dict[str, Credentials | CloudCredsError] = {}
+        stream = self.iter_credentials(sandboxes, names, missing=missing, **llm_overrides)
+        async with contextlib.aclosing(stream):
+            async for sandbox_id, outcome in stream:
                 results[sandbox_id] = outcome
-                done += 1
                 if on_progress is not None:
-                    on_progress(done, total)
-
-        async def guarded() -> None:
-            try:
-                await worker()
-            except Exception as exc:  # a bug (ours or a callback's): stop everything
-                fatal.append(exc)
-                tg.cancel_scope.cancel()
-
-        # Each worker fetches one sandbox at a time, its two requests concurrently (one
-        # extra task): half as many workers as request slots keep every slot busy while
-        # the tasks alive stay about ``max_concurrency``, whatever the number of sandboxes.
-        workers = min((self._max_concurrency + 1) // 2, total)
-        async with anyio.create_task_group() as tg:
-            for _ in range(workers):
-                tg.start_soon(guarded)
-        if fatal:
-            raise fatal[0]
-        return {sandbox_id: results[sandbox_id] for sandbox_id, _ in items}
+                    on_progress(len(results), total)
+        return {sandbox_id: results[sandbox_id] for sandbox_id in sandboxes}
 
     async def _release(self) -> None:
         await self._http.aclose()

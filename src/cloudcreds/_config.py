@@ -20,6 +20,7 @@ __all__ = [
     "DEFAULT_MAX_BODY_SIZE",
     "DEFAULT_MAX_RETRY_AFTER",
     "DEFAULT_READ_TIMEOUT",
+    "DEFAULT_RESOLVER_CACHE_SIZE",
     "DEFAULT_RESOLVER_CONCURRENCY",
     "DEFAULT_RETRY_BUDGET_CAPACITY",
     "DEFAULT_RETRY_COST",
@@ -70,6 +71,8 @@ DEFAULT_MAX_BODY_SIZE: Final = 1024 * 1024
 DEFAULT_CLIENT_CONCURRENCY: Final = 64
 #: Fetches in flight at once for a :class:`~cloudcreds.SecretResolver`.
 DEFAULT_RESOLVER_CONCURRENCY: Final = 16
+#: Most values a SecretResolver caches (least recently used out first).
+DEFAULT_RESOLVER_CACHE_SIZE: Final = 10_000
 #: Same-origin redirects followed before giving up.
 MAX_REDIRECTS: Final = 5
 

@@ -10,14 +10,15 @@ from ._errors import CloudCredsError, ConfigurationError
 __all__ = ["MaskedHeaders", "check_header_value", "has_control_char", "is_header_name"]
 
 # Every C0 control (NUL to US, CR, LF, VT, FF, SOH...) and DEL: aiohttp refuses some
-# with a bare ValueError, and the rest would corrupt or split a request.
-_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
+# with a bare ValueError, and the rest would corrupt or split a request. Lone surrogates
+# too: no encoding can send them, and aiohttp would send something else in their place.
+_CONTROL: Final = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
 # RFC 9110 token: what a header name may be made of.
 _TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
 def has_control_char(value: str) -> bool:
-    """Whether ``value`` holds a C0 control character (0x00-0x1F) or DEL (0x7F)."""
+    """Whether ``value`` holds a C0 control (0x00-0x1F), DEL (0x7F) or a lone surrogate."""
     return _CONTROL.search(value) is not None
 
 
@@ -42,7 +43,8 @@ def check_header_value(
         error: The class raised.
 
     Raises:
-        CloudCredsError: ``error``, when the value holds a control character or DEL.
+        CloudCredsError: ``error``, when the value holds a control character, DEL or a
+            lone surrogate.
     """
     if _CONTROL.search(value) is not None:
         raise error(

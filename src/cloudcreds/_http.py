@@ -475,11 +475,16 @@ class HTTPCore:
         except ValueError:
             # aiohttp refuses some requests (a URL or header it cannot send) with a bare
             # ValueError whose message may quote the value: never chained.
-            redirected = target is not state.url
-            unchained = (ResponseValidationError if redirected else ConfigurationError)(
-                f"{method} {safe_url(target)}: aiohttp refused to send the request"
-                + (" the server redirected to" if redirected else "")
-            )
+            if target is state.url:
+                unchained = ConfigurationError(
+                    f"{method} {safe_url(target)}: aiohttp refused to send the request "
+                    "(a URL or header it cannot send as given)"
+                )
+            else:
+                unchained = ResponseValidationError(
+                    f"{method} {safe_url(state.url)}: aiohttp refused to follow the "
+                    f"server's redirect to {safe_url(target)}"
+                )
         raise unchained
 
     def _which_timeout(self, exc: TimeoutError, timeout: aiohttp.ClientTimeout) -> str:
@@ -576,7 +581,12 @@ class HTTPCore:
 
 
 def _chain(error: CloudCredsError, cause: BaseException) -> CloudCredsError:
-    error.__cause__ = cause
+    """``error`` caused by ``cause``, stripped of its traceback.
+
+    The cause's frames are aiohttp's, whose locals hold the request's headers: an
+    error reporter that captures locals would print them. Its type and message stay.
+    """
+    error.__cause__ = cause.with_traceback(None)
     return error
 
 

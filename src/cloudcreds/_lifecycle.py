@@ -10,13 +10,15 @@ resolve contexts, resolvers) follows the same rules, written once here:
 - An object garbage-collected while it still owns an open pool warns with a
   :class:`ResourceWarning`, as aiohttp does. It never closes anything from
   ``__del__`` and never schedules a task there.
+- It cannot be pickled or copied: it holds keys and a live pool, neither of which
+  belongs in a pickle (or in a second object that would close the first one's pool).
 """
 
 from __future__ import annotations
 
 import warnings
 from types import TracebackType
-from typing import Self
+from typing import Any, NoReturn, Self, SupportsIndex
 
 from ._errors import ConfigurationError
 
@@ -29,7 +31,8 @@ class AsyncResource:
     A subclass calls ``super().__init__()`` before anything in its constructor can
     fail, frees what it owns in ``_release()`` (called once, by the first
     :meth:`aclose`), and says in ``_owns_open_resources()`` whether it still owns
-    something open, which decides the unclosed :class:`ResourceWarning`.
+    something open, which decides the unclosed :class:`ResourceWarning`. Pickling or
+    copying one raises :class:`ConfigurationError`.
     """
 
     __slots__ = ("_closed",)
@@ -75,6 +78,18 @@ class AsyncResource:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+    def __reduce_ex__(self, protocol: SupportsIndex) -> NoReturn:
+        raise ConfigurationError(
+            f"a {type(self).__name__} cannot be pickled or copied: it holds keys and a live "
+            "connection pool; create a new one where it is needed"
+        )
+
+    def __copy__(self) -> NoReturn:
+        self.__reduce_ex__(0)
+
+    def __deepcopy__(self, memo: Any) -> NoReturn:
+        self.__reduce_ex__(0)
 
     def __del__(self) -> None:
         try:

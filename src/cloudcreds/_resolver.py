@@ -5,24 +5,29 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
+from collections import OrderedDict
 from collections.abc import Hashable, Iterable, Mapping
-from types import TracebackType
-from typing import Any
+from typing import Any, NoReturn
 
 import aiohttp
 from pydantic import BaseModel, SecretStr
 
-from ._config import DEFAULT_MAX_BODY_SIZE, DEFAULT_RESOLVER_CONCURRENCY, RetryPolicy, Timeouts
+from ._config import (
+    DEFAULT_MAX_BODY_SIZE,
+    DEFAULT_RESOLVER_CACHE_SIZE,
+    DEFAULT_RESOLVER_CONCURRENCY,
+    RetryBudget,
+    RetryPolicy,
+    Timeouts,
+)
 from ._errors import CloudCredsError, ConfigurationError
-from ._http import HTTPCore
+from ._lifecycle import AsyncResource
 from .secrets import ResolveContext, SecretSource, parse_secret_source
-from .secrets._context import parse_origins
+from .secrets._context import refuse_pickling
 
 __all__ = ["SecretResolver"]
 
-# Expired cache entries are swept when the cache reaches this size (then twice the live size).
-_SWEEP_MIN = 1024
-
+_DEFAULT_BUDGET = RetryBudget()  # frozen: one value serves every resolver
 
 _ATOMS = (str, int, float, bool, bytes, type(None))
 
@@ -68,22 +73,28 @@ def _closed_while_resolving() -> ConfigurationError:
     return ConfigurationError("this SecretResolver was closed while resolving")
 
 
-def _cache_key(source: SecretSource) -> Hashable:
+def _cache_key(source: SecretSource, ctx: ResolveContext) -> tuple[Hashable, bytes]:
     """Equal sources (same class, same field values) get equal keys. Memory only.
 
-    Read from the validated field values themselves: a ``model_dump`` per resolve cost
-    most of a cache hit.
+    The first part is read from the validated field values themselves (a ``model_dump``
+    per resolve cost most of a cache hit); the second is the source's
+    :meth:`~SecretSource.fingerprint`: it applies the trust rule (so a refused reference
+    is never served from the cache) and is a keyed digest of what the value depends on
+    outside the fields (an ``env_headers`` value: a rotated key misses the cache).
     """
-    return _freeze(source)
+    return _freeze(source), source.fingerprint(ctx)
 
 
-class SecretResolver:
+class SecretResolver(AsyncResource):
     """Resolves secret references for a long-running asyncio server.
 
     Concurrent resolves of equal sources share one fetch (single-flight); with
-    ``cache_ttl`` values are reused until they expire (errors are never cached); at
-    most ``max_concurrency`` fetches run at once; every HTTP-based source is only
-    fetched from a trusted origin. Nothing here blocks the event loop.
+    ``cache_ttl`` values are reused until they expire (errors are never cached), at most
+    ``max_cache_entries`` of them (least recently used out first); at most
+    ``max_concurrency`` fetches run at once. Every resolution follows the trust rule of
+    :class:`ResolveContext` (deny by default): a reference that came from data is only
+    fetched from a trusted origin, with only allowed environment variables. Nothing
+    here blocks the event loop. A resolver cannot be pickled or copied.
 
     Args:
         session: An aiohttp session to borrow (never closed here); ``None`` creates one
@@ -92,10 +103,21 @@ class SecretResolver:
         timeout: Per-attempt :class:`Timeouts`, or a float for the total.
         max_concurrency: Most fetches in flight at once.
         cache_ttl: Seconds a resolved value is reused; ``None`` (default) caches nothing
-            beyond sharing concurrent fetches.
-        trusted_origins: Origins lookups may be sent to; ``None`` follows
-            ``CLOUDCREDS_TRUSTED_ORIGINS``, else https:// or loopback http://.
+            beyond sharing concurrent fetches. The cache key includes a keyed digest
+            (HMAC, random key per resolver) of the environment values a source reads,
+            never the values: after ``SESSION_API_KEY`` rotates, the cache misses.
+        trusted_origins: The origins lookups may be sent to; ``None``:
+            ``CLOUDCREDS_TRUSTED_ORIGINS``, else the origin of ``OPENHANDS_CLOUD_API_URL``,
+            else ``https://app.all-hands.dev``.
+        allowed_env: Variable names ``env_headers`` may name beside ``SESSION_API_KEY``;
+            ``None`` reads ``CLOUDCREDS_ALLOWED_ENV``.
+        environ: Where variables are read; ``None`` reads :data:`os.environ` at resolve
+            time.
         max_body_size: Largest secret value accepted, in bytes.
+        max_cache_entries: Most values cached (default 10,000).
+        retry_budget: The :class:`RetryBudget` all of this resolver's fetches share:
+            against a cloud that is down, retries stop once it is spent and resume as
+            successes refill it. ``None`` disables it (every fetch retries per ``retry``).
     """
 
     def __init__(
@@ -107,45 +129,53 @@ class SecretResolver:
         max_concurrency: int = DEFAULT_RESOLVER_CONCURRENCY,
         cache_ttl: float | None = None,
         trusted_origins: Iterable[str] | None = None,
+        allowed_env: Iterable[str] | None = None,
+        environ: Mapping[str, str] | None = None,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+        max_cache_entries: int = DEFAULT_RESOLVER_CACHE_SIZE,
+        retry_budget: RetryBudget | None = _DEFAULT_BUDGET,
     ) -> None:
+        super().__init__()
         if not isinstance(max_concurrency, int) or max_concurrency < 1:
             raise ConfigurationError(f"max_concurrency must be >= 1, got {max_concurrency!r}")
         if cache_ttl is not None and (
             not isinstance(cache_ttl, int | float) or cache_ttl < 0 or cache_ttl != cache_ttl
         ):
             raise ConfigurationError(f"cache_ttl must be None or >= 0 seconds, got {cache_ttl!r}")
-        self._http = HTTPCore(
-            session=session,
+        if not isinstance(max_cache_entries, int) or max_cache_entries < 1:
+            raise ConfigurationError(
+                f"max_cache_entries must be >= 1, got {max_cache_entries!r}"
+            )
+        self._ctx = ResolveContext(
+            session,
             retry=retry,
-            timeouts=timeout,
+            timeout=timeout,
+            trusted_origins=trusted_origins,
+            allowed_env=allowed_env,
+            environ=environ,
             max_body_size=max_body_size,
-            connector_limit=max_concurrency,
+            max_connections=max_concurrency,
+            retry_budget=retry_budget,
         )
-        origins = None if trusted_origins is None else parse_origins(trusted_origins)
-        self._ctx = ResolveContext._from_core(self._http, origins)
         self._limiter = asyncio.Semaphore(max_concurrency)
         self._ttl = cache_ttl
-        self._cache: dict[Hashable, tuple[str, float]] = {}
+        self._max_entries = max_cache_entries
+        self._cache: OrderedDict[Hashable, tuple[str, float]] = OrderedDict()  # LRU order
         self._inflight: dict[Hashable, _Flight] = {}
         self._tasks: set[asyncio.Task[str]] = set()  # every fetch still running
-        self._next_sweep = _SWEEP_MIN
-        self._closed = False
 
     @property
     def context(self) -> ResolveContext:
         """The context sources are resolved with."""
         return self._ctx
 
-    @property
-    def closed(self) -> bool:
-        """Whether :meth:`aclose` was called."""
-        return self._closed
-
-    def __repr__(self) -> str:
+    def __repr__(self) -> str:  # getattr: a half-built resolver (constructor raised) too
+        ctx = getattr(self, "_ctx", None)
         return (
-            f"SecretResolver(cache_ttl={self._ttl!r}, cached={len(self._cache)}, "
-            f"in_flight={len(self._inflight)}, trusted_origins={self._ctx.trusted_origins!r})"
+            f"SecretResolver(cache_ttl={getattr(self, '_ttl', None)!r}, "
+            f"cached={len(getattr(self, '_cache', ()))}, "
+            f"in_flight={len(getattr(self, '_inflight', ()))}, "
+            f"trusted_origins={getattr(ctx, 'trusted_origins', None)!r})"
         )
 
     # -- resolving -----------------------------------------------------------------
@@ -162,7 +192,7 @@ class SecretResolver:
             SecretResolutionError: The source could not produce a value.
             CloudCredsError: The typed error of an HTTP failure.
         """
-        self._check_open()
+        self.check_open()
         joined = self._join(
             source if isinstance(source, SecretSource) else parse_secret_source(source)
         )
@@ -179,19 +209,20 @@ class SecretResolver:
                 raise _closed_while_resolving() from None  # aclose(), not this caller
             raise
         finally:
-            self._release(key, flight)
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise ConfigurationError("this SecretResolver is closed; create a new one")
+            self._leave(key, flight)
 
     def _join(self, source: SecretSource) -> str | tuple[Hashable, _Flight]:
-        """A cached value of ``source``, else the fetch for it (started if none is running)."""
-        key = _cache_key(source)
+        """A cached value of ``source``, else the fetch for it (started if none is running).
+
+        Raises:
+            SecretResolutionError: The trust rule refuses ``source`` (nothing was read).
+        """
+        key = _cache_key(source, self._ctx)
         if self._ttl is not None:
             hit = self._cache.get(key)
             if hit is not None:
                 if hit[1] > time.monotonic():
+                    self._cache.move_to_end(key)
                     return hit[0]
                 del self._cache[key]
         flight = self._inflight.get(key)
@@ -203,7 +234,7 @@ class SecretResolver:
             task.add_done_callback(functools.partial(self._settle, key, flight))
         return key, flight
 
-    def _release(self, key: Hashable, flight: _Flight) -> None:
+    def _leave(self, key: Hashable, flight: _Flight) -> None:
         """One waiter of ``flight`` is gone; when none is left, stop the fetch."""
         flight.waiters -= 1
         if not flight.waiters and not flight.task.done():
@@ -230,11 +261,11 @@ class SecretResolver:
             return
         exc = task.exception()  # marks it retrieved even when every waiter was cancelled
         if exc is None and current and self._ttl is not None and not self._closed:
-            now = time.monotonic()
-            if len(self._cache) >= self._next_sweep:
-                self._cache = {k: v for k, v in self._cache.items() if v[1] > now}
-                self._next_sweep = max(_SWEEP_MIN, 2 * len(self._cache))
-            self._cache[key] = (task.result(), now + self._ttl)
+            cache = self._cache
+            cache[key] = (task.result(), time.monotonic() + self._ttl)
+            cache.move_to_end(key)
+            if len(cache) > self._max_entries:
+                cache.popitem(last=False)  # the least recently used
 
     async def resolve_all(
         self, sources: Mapping[str, SecretSource | Mapping[str, Any]]
@@ -265,7 +296,7 @@ class SecretResolver:
         No task per name: each name waits on the shared fetch of its source, as
         :meth:`resolve` does, and a fetch nobody waits for any more is cancelled.
         """
-        self._check_open()
+        self.check_open()
         results: dict[str, str | CloudCredsError] = {}
         waiting: dict[str, tuple[Hashable, _Flight]] = {}
         try:
@@ -273,12 +304,12 @@ class SecretResolver:
                 try:
                     if not isinstance(source, SecretSource):
                         source = parse_secret_source(source)
+                    joined = self._join(source)
                 except CloudCredsError as exc:
                     if not settle:
                         raise
                     results[name] = exc
                     continue
-                joined = self._join(source)
                 if isinstance(joined, str):
                     results[name] = joined
                 else:
@@ -302,13 +333,15 @@ class SecretResolver:
                     raise error
         finally:
             for key, flight in waiting.values():
-                self._release(key, flight)
+                self._leave(key, flight)
         return {name: results[name] for name in sources}
 
     def invalidate(self, source: SecretSource | Mapping[str, Any] | None = None) -> None:
         """Forget the cached value of ``source``, or of every source when ``None``.
 
-        A fetch already in flight is not cancelled, but its result will not be cached.
+        Every cached value of an equal source goes, whatever environment values it was
+        fetched with. A fetch already in flight is not cancelled, but its result will not
+        be cached.
         """
         if source is None:
             self._cache.clear()
@@ -316,15 +349,15 @@ class SecretResolver:
             return
         if not isinstance(source, SecretSource):
             source = parse_secret_source(source)
-        key = _cache_key(source)
-        self._cache.pop(key, None)
-        self._inflight.pop(key, None)
+        fields = _freeze(source)
+        for table in (self._cache, self._inflight):
+            for key in [key for key in table if key[0] == fields]:  # type: ignore[index]
+                del table[key]
 
     # -- lifecycle -----------------------------------------------------------------
 
-    async def aclose(self) -> None:
-        """Cancel fetches in flight, drop the cache, close an owned session. Idempotent."""
-        self._closed = True
+    async def _release(self) -> None:
+        """Cancel fetches in flight, drop the cache, close an owned session."""
         tasks = list(self._tasks)
         self._inflight.clear()
         self._cache.clear()
@@ -332,20 +365,10 @@ class SecretResolver:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
-        await self._http.aclose()
+        await self._ctx.aclose()
 
-    async def __aenter__(self) -> SecretResolver:
-        return self
+    def _owns_open_resources(self) -> bool:
+        return self._ctx.owns_open_session()
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    def __del__(self) -> None:
-        http = getattr(self, "_http", None)
-        if http is not None:
-            http.warn_if_unclosed(self)
+    def __reduce_ex__(self, protocol: Any) -> NoReturn:
+        refuse_pickling(self)

@@ -82,12 +82,15 @@ class Settings:
         api_key: The user's cloud API key.
         sandbox_id: The sandbox id.
         session_key: The sandbox's session key.
+        url_source: Where the URL came from, for messages (``--url``, ``the environment
+            variable OPENHANDS_CLOUD_API_URL``, ``the default``).
     """
 
     url: str
     api_key: SecretStr | None
     sandbox_id: str | None
     session_key: SecretStr | None
+    url_source: str = "the default"
 
 
 def _pick(
@@ -170,7 +173,14 @@ def read_settings(
     ]
     if missing:
         raise ConfigurationError(f"missing {' and '.join(missing)}")
+    if url is not None:
+        url_source = names.url
+    elif raw_url is not None:
+        url_source = f"the environment variable {URL_ENV}"
+    else:
+        url_source = "the default"
     return Settings(
+        url_source=url_source,
         url=raw_url or DEFAULT_CLOUD_API_URL,
         api_key=None if raw_api_key is None else SecretStr(raw_api_key),
         sandbox_id=raw_sandbox,

@@ -26,6 +26,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import typing
 from collections.abc import Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final, Self, TypeVar
@@ -43,14 +44,13 @@ from pydantic import (
 
 from ._config import MASK
 from ._errors import ConfigurationError
-from ._llm import LLM
+from ._models import LLM, MCPServer
 from .secrets import EnvHeaderLookupSecret as CloudEnvHeaderLookupSecret
 from .secrets import LookupSecret as CloudLookupSecret
 from .secrets import ResolveContext
 from .secrets import SecretSource as CloudSecretSource
 from .secrets import StaticSecret as CloudStaticSecret
 from .secrets._base import validation_message
-from .secrets._env import read_env
 
 #: The command that installs what this module needs.
 INSTALL_HINT: Final = "pip install 'cloudcreds[openhands]'"
@@ -91,7 +91,6 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
-_MCP_FIELDS = ("url", "transport", "headers", "timeout", "command", "args", "env")
 
 
 def _run_sync(coro: Coroutine[Any, Any, _T]) -> _T:
@@ -248,12 +247,12 @@ def _openhands_secret(
 
 
 def _embedded_lookup(source: CloudLookupSecret) -> OpenHandsLookupSecret:
-    """OpenHands' own LookupSecret, with each env-header value read now and embedded."""
-    ResolveContext().check_origin(source.url)  # never embed a key for an untrusted origin
-    headers = {name: value.get_secret_value() for name, value in source.headers.items()}
-    if isinstance(source, CloudEnvHeaderLookupSecret):
-        for header, env in source.env_headers.items():
-            headers[header] = read_env(env, purpose=f"the {header} header")
+    """OpenHands' own LookupSecret, with each env-header value read now and embedded.
+
+    cloudcreds builds the headers: the trust rule (origin, allowed variable names) is
+    applied before any variable is read, so no key is embedded for an untrusted origin.
+    """
+    headers = source.request_headers(ResolveContext())
     return OpenHandsLookupSecret(url=source.url, headers=headers, description=source.description)
 
 
@@ -293,6 +292,12 @@ def to_openhands_secrets(
     }
 
 
+def _takes_secret(field: str) -> bool:
+    """Whether the ``openhands.sdk.LLM`` field accepts a ``SecretStr``."""
+    annotation = OpenHandsLLM.model_fields[field].annotation
+    return annotation is SecretStr or SecretStr in typing.get_args(annotation)
+
+
 def to_openhands_llm(llm: LLM) -> OpenHandsLLM:
     """A cloudcreds :class:`~cloudcreds.LLM` as an ``openhands.sdk.LLM`` for ``Agent(llm=...)``.
 
@@ -306,7 +311,7 @@ def to_openhands_llm(llm: LLM) -> OpenHandsLLM:
             message names the field, never the value).
     """
     extra = dict(llm.model_extra or {})
-    profile_name = extra.pop("profile_name", None) or getattr(llm, "profile_name", None)
+    profile_name = llm.profile_name
     kwargs: dict[str, Any] = {"model": llm.model}
     if llm.api_key is not None:
         kwargs["api_key"] = llm.api_key
@@ -319,7 +324,12 @@ def to_openhands_llm(llm: LLM) -> OpenHandsLLM:
         raise ConfigurationError(
             f"openhands.sdk.LLM has no field {', '.join(unknown)}: remove the override"
         )
-    kwargs.update(extra)
+    for name, value in extra.items():
+        # cloudcreds holds extras with secret-sounding names as SecretStr; hand the raw
+        # value to an OpenHands field that does not take one (input_cost_per_token...).
+        if isinstance(value, SecretStr) and not _takes_secret(name):
+            value = value.get_secret_value()
+        kwargs[name] = value
     try:
         return OpenHandsLLM(**kwargs)
     except ValidationError as exc:
@@ -327,8 +337,12 @@ def to_openhands_llm(llm: LLM) -> OpenHandsLLM:
     raise ConfigurationError(f"openhands.sdk.LLM refused the settings: {message}")
 
 
-def to_openhands_mcp_config(servers: Mapping[str, Any]) -> dict[str, OpenHandsMCPServer]:
+def to_openhands_mcp_config(servers: Mapping[str, MCPServer]) -> dict[str, OpenHandsMCPServer]:
     """cloudcreds' MCP servers as the mapping ``Agent(mcp_config=...)`` takes.
+
+    The servers are built exactly as the released OpenHands client builds them from the
+    same account: remote ones with ``url``, ``transport``, ``headers`` and ``timeout``;
+    ``stdio`` ones with ``command``, ``args`` and ``env`` and no explicit transport.
 
     Args:
         servers: Server name -> :class:`~cloudcreds.MCPServer`, e.g. what
@@ -344,14 +358,17 @@ def to_openhands_mcp_config(servers: Mapping[str, Any]) -> dict[str, OpenHandsMC
     """
     result: dict[str, OpenHandsMCPServer] = {}
     for name, server in servers.items():
-        fields = {key: getattr(server, key, None) for key in _MCP_FIELDS}
-        env = fields["env"]
-        if env:
-            fields["env"] = {
-                key: value if isinstance(value, SecretStr) else SecretStr(str(value))
-                for key, value in env.items()
-            }
-        kwargs = {key: value for key, value in fields.items() if value not in (None, {}, [])}
+        kwargs: dict[str, Any]
+        if server.transport == "stdio":
+            kwargs = {"command": server.command, "args": list(server.args)}
+            if server.env:
+                kwargs["env"] = dict(server.env)
+        else:
+            kwargs = {"url": server.url, "transport": server.transport}
+            if server.headers:
+                kwargs["headers"] = dict(server.headers)
+            if server.timeout is not None:
+                kwargs["timeout"] = server.timeout
         try:
             result[name] = OpenHandsMCPServer(**kwargs)
         except ValidationError as exc:

@@ -30,14 +30,15 @@ from typing import Any, Literal, TypeVar
 from pydantic import SecretStr
 
 from ._config import DEFAULT_SESSION_KEY_ENV, RetryPolicy, Timeouts
+from ._credentials import Credentials
 from ._errors import ConfigurationError
-from ._llm import LLM
+from ._models import LLM, MCPServer
 from ._resolver import SecretResolver
 from ._settings import read_settings
-from ._workspace import CloudWorkspace, Credentials
+from ._workspace import CloudWorkspace
 from .secrets import EnvHeaderLookupSecret, SecretSource
 
-__all__ = ["get_credentials", "get_llm", "get_secrets", "resolve"]
+__all__ = ["get_credentials", "get_llm", "get_mcp_config", "get_secrets", "resolve"]
 
 _T = TypeVar("_T")
 
@@ -78,6 +79,7 @@ class _WorkspaceArgs:
     retry: RetryPolicy | None
     timeout: Timeouts | float | None
     allow_insecure_http: bool
+    environ: Mapping[str, str] | None
 
     @classmethod
     def of(cls, arguments: Mapping[str, Any]) -> _WorkspaceArgs:
@@ -99,6 +101,7 @@ def _on_workspace(
         api_key=args.api_key,
         sandbox_id=args.sandbox_id,
         require=("api_key", "sandbox_id"),
+        environ=args.environ,
     )
     api_key, sandbox_id = settings.api_key, settings.sandbox_id
     assert api_key is not None
@@ -115,6 +118,7 @@ def _on_workspace(
             retry=args.retry,
             timeout=args.timeout,
             allow_insecure_http=args.allow_insecure_http,
+            environ=args.environ,
         ) as ws:
             return await call(ws)
 
@@ -126,11 +130,13 @@ def get_llm(
     api_key: str | SecretStr | None = None,
     sandbox_id: str | None = None,
     *,
+    profile_name: str | None = None,
     session_api_key: str | SecretStr | None = None,
     session_key_env: str = DEFAULT_SESSION_KEY_ENV,
     retry: RetryPolicy | None = None,
     timeout: Timeouts | float | None = None,
     allow_insecure_http: bool = False,
+    environ: Mapping[str, str] | None = None,
     **overrides: Any,
 ) -> LLM:
     """The user's LLM settings, blocking: :meth:`CloudWorkspace.get_llm` without a loop.
@@ -140,12 +146,15 @@ def get_llm(
             ``https://app.all-hands.dev``).
         api_key: The user's cloud API key; ``None`` reads ``OPENHANDS_API_KEY``.
         sandbox_id: This sandbox's id; ``None`` reads ``SANDBOX_ID``.
+        profile_name: Load this named LLM profile of the account (``None``: its default
+            settings).
         session_api_key: The session key; ``None`` reads ``session_key_env`` when the
             request is made.
         session_key_env: The variable holding the session key.
         retry: The retry policy (default :class:`RetryPolicy`).
         timeout: Per-attempt :class:`Timeouts`, or a float for the total.
         allow_insecure_http: Allow ``http://`` to a host that is not loopback.
+        environ: Where the variables above are read; ``None``: ``os.environ``.
         **overrides: ``model=``, ``api_key=``... win over the account's settings.
 
     Returns:
@@ -164,7 +173,7 @@ def get_llm(
         "get_llm",
         "`llm = await CloudWorkspace(...).get_llm()`",
         _WorkspaceArgs.of(locals()),
-        lambda ws: ws.get_llm(**overrides),
+        lambda ws: ws.get_llm(profile_name, **overrides),
     )
 
 
@@ -175,11 +184,13 @@ def get_secrets(
     *,
     names: Iterable[str] | None = None,
     missing: Literal["error", "ignore"] = "error",
+    agent_profile_id: str | None = None,
     session_api_key: str | SecretStr | None = None,
     session_key_env: str = DEFAULT_SESSION_KEY_ENV,
     retry: RetryPolicy | None = None,
     timeout: Timeouts | float | None = None,
     allow_insecure_http: bool = False,
+    environ: Mapping[str, str] | None = None,
 ) -> dict[str, EnvHeaderLookupSecret]:
     """References to the user's secrets, blocking: :meth:`CloudWorkspace.get_secrets`.
 
@@ -193,11 +204,13 @@ def get_secrets(
         names: The names wanted, ``None`` for all.
         missing: ``"error"`` raises :class:`NotFoundError` for an absent name,
             ``"ignore"`` skips it.
+        agent_profile_id: List only this agent profile's secret references.
         session_api_key: As for :func:`get_llm`.
         session_key_env: As for :func:`get_llm`; the references name this variable.
         retry: As for :func:`get_llm`.
         timeout: As for :func:`get_llm`.
         allow_insecure_http: As for :func:`get_llm`.
+        environ: As for :func:`get_llm`.
 
     Returns:
         Secret name -> :class:`EnvHeaderLookupSecret` (holds no value; safe to store).
@@ -216,7 +229,51 @@ def get_secrets(
         "get_secrets",
         "`refs = await CloudWorkspace(...).get_secrets()`",
         _WorkspaceArgs.of(locals()),
-        lambda ws: ws.get_secrets(names, missing=missing),
+        lambda ws: ws.get_secrets(names, missing, agent_profile_id=agent_profile_id),
+    )
+
+
+def get_mcp_config(
+    cloud_api_url: str | None = None,
+    api_key: str | SecretStr | None = None,
+    sandbox_id: str | None = None,
+    *,
+    session_api_key: str | SecretStr | None = None,
+    session_key_env: str = DEFAULT_SESSION_KEY_ENV,
+    retry: RetryPolicy | None = None,
+    timeout: Timeouts | float | None = None,
+    allow_insecure_http: bool = False,
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, MCPServer]:
+    """The user's MCP servers, blocking: :meth:`CloudWorkspace.get_mcp_config`.
+
+    Args:
+        cloud_api_url: As for :func:`get_llm`.
+        api_key: As for :func:`get_llm`.
+        sandbox_id: As for :func:`get_llm`.
+        session_api_key: As for :func:`get_llm`.
+        session_key_env: As for :func:`get_llm`.
+        retry: As for :func:`get_llm`.
+        timeout: As for :func:`get_llm`.
+        allow_insecure_http: As for :func:`get_llm`.
+        environ: As for :func:`get_llm`.
+
+    Returns:
+        Server name -> :class:`MCPServer` (header and env values as ``SecretStr``).
+
+    Raises:
+        ConfigurationError: Called inside a running event loop, or missing settings.
+        CloudCredsError: The typed error of any other failure.
+
+    Example:
+        >>> from cloudcreds import sync
+        >>> servers = sync.get_mcp_config()  # doctest: +SKIP
+    """
+    return _on_workspace(
+        "get_mcp_config",
+        "`servers = await CloudWorkspace(...).get_mcp_config()`",
+        _WorkspaceArgs.of(locals()),
+        lambda ws: ws.get_mcp_config(),
     )
 
 
@@ -232,6 +289,7 @@ def get_credentials(
     retry: RetryPolicy | None = None,
     timeout: Timeouts | float | None = None,
     allow_insecure_http: bool = False,
+    environ: Mapping[str, str] | None = None,
     **llm_overrides: Any,
 ) -> Credentials:
     """LLM settings and secret references, blocking: :meth:`CloudWorkspace.get_credentials`.
@@ -249,6 +307,7 @@ def get_credentials(
         retry: As for :func:`get_llm`.
         timeout: As for :func:`get_llm`.
         allow_insecure_http: As for :func:`get_llm`.
+        environ: As for :func:`get_llm`.
         **llm_overrides: As for :func:`get_llm`.
 
     Returns:
@@ -303,7 +362,7 @@ def resolve(
 
     Example:
         >>> from cloudcreds import sync
-        >>> sync.resolve({"kind": "env", "env": "HOME"})  # doctest: +SKIP
+        >>> sync.resolve({"kind": "EnvSecret", "env": "HOME"})  # doctest: +SKIP
         '/home/agent'
     """
     _check_no_running_loop(

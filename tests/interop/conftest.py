@@ -21,7 +21,9 @@ from typing import Any, TypeVar
 
 import pytest
 
-from cloudcreds.testing import FakeCloud
+from cloudcreds.testing import FakeCloud, FakeUser
+
+from _helpers import CANARY_API_KEY, CANARY_LLM_KEY, CANARY_SECRET, CANARY_SESSION_KEY
 
 # LiteLLM (imported by openhands.sdk) fetches its model price list over the network at
 # import unless told to use its bundled copy; the SDK prints a banner unless told not to.
@@ -58,6 +60,20 @@ def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(socket.socket, "connect", connect)
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
+def seeded_fake(sandbox_id: str) -> tuple[FakeCloud, FakeUser]:
+    """A FakeCloud (not started) with the canary account: LLM, a sandbox, GITHUB_TOKEN."""
+    fake = FakeCloud()
+    user = fake.add_user(
+        api_key=CANARY_API_KEY,
+        llm_model="anthropic/claude-sonnet-4-5",
+        llm_api_key=CANARY_LLM_KEY,
+        llm_base_url="https://llm-proxy.example.com",
+    )
+    fake.add_sandbox(user, sandbox_id=sandbox_id, session_api_key=CANARY_SESSION_KEY)
+    fake.add_secret(user, "GITHUB_TOKEN", CANARY_SECRET, description="GitHub token")
+    return fake, user
 
 
 class ThreadedCloud:

@@ -41,7 +41,7 @@ from cloudcreds.openhands import (
 )
 from cloudcreds.testing import FakeCloud
 
-from .conftest import ThreadedCloud
+from .conftest import ThreadedCloud, seeded_fake
 from _helpers import (
     CANARY_API_KEY,
     CANARY_LLM_KEY,
@@ -56,14 +56,7 @@ SECRETS_PATH = "/api/v1/sandboxes/sb-1/settings/secrets/*"
 
 @pytest.fixture
 def cloud(threaded: Callable[[FakeCloud], ThreadedCloud]) -> ThreadedCloud:
-    fake = FakeCloud()
-    user = fake.add_user(
-        api_key=CANARY_API_KEY,
-        llm_model="anthropic/claude-sonnet-4-5",
-        llm_api_key=CANARY_LLM_KEY,
-    )
-    fake.add_sandbox(user, sandbox_id="sb-1", session_api_key=CANARY_SESSION_KEY)
-    fake.add_secret(user, "GITHUB_TOKEN", CANARY_SECRET, description="GitHub token")
+    fake, _ = seeded_fake("sb-1")
     return threaded(fake)
 
 
@@ -123,6 +116,15 @@ def test_llm_usage_id_override_wins_over_the_profile() -> None:
     llm = LLM(model="openai/gpt-4o-mini", profile_name="fast", usage_id="custom-usage")
 
     assert to_openhands_llm(llm).usage_id == "custom-usage"
+
+
+def test_llm_secret_sounding_overrides_reach_openhands_typed_as_it_wants() -> None:
+    llm = LLM(model="openai/gpt-4o", aws_secret_access_key="aws-secret", input_cost_per_token="0.5")
+    converted = to_openhands_llm(llm)
+
+    assert isinstance(converted.aws_secret_access_key, SecretStr)
+    assert converted.aws_secret_access_key.get_secret_value() == "aws-secret"
+    assert converted.input_cost_per_token == 0.5
 
 
 def test_llm_override_openhands_does_not_know_is_refused_not_dropped() -> None:
@@ -225,11 +227,14 @@ def test_round_trip_through_openhands_json_keeps_every_field(
         json.dumps(original.model_dump(mode="json", context={"expose_secrets": True}))
     )
     loaded = SecretSource.model_validate(data)
+    monkeypatch.setenv("CLOUDCREDS_TRUSTED_ORIGINS", cloud.url)  # it came from data now
 
     assert type(loaded) is type(original)
     assert loaded.model_dump(context={"expose_secrets": True}) == original.model_dump(
         context={"expose_secrets": True}
     )
+    # A reference loaded from JSON came from data: the agent server trusts its cloud.
+    monkeypatch.setenv("CLOUDCREDS_TRUSTED_ORIGINS", cloud.url)
     assert loaded.get_value() == CANARY_SECRET
 
 

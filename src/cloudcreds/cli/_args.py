@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import textwrap
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from pydantic import SecretStr
 
@@ -29,6 +30,7 @@ from .._settings import (
     read_settings,
 )
 from .._settings import SESSION_KEY_ENV as SESSION_ENV
+from .._urls import check_base_url
 from .._workspace import CloudWorkspace
 from ._output import PROG
 
@@ -48,52 +50,61 @@ __all__ = [
     "add_verbose",
     "attempt_timeouts",
     "connection",
+    "fraction",
+    "non_negative_float",
     "non_negative_int",
     "positive_float",
     "positive_int",
     "tcp_port",
 ]
 
+_N = TypeVar("_N", int, float)
+
 #: Width of the descriptions in ``--help``.
 HELP_WIDTH: Final = 78
 
 
-def non_negative_int(text: str) -> int:
-    """An argparse type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
+def _bounded(
+    convert: Callable[[str], _N],
+    what: str,
+    *,
+    low: _N | None = None,
+    high: _N | None = None,
+    low_open: bool = False,
+) -> Callable[[str], _N]:
+    """An argparse type: ``convert(text)``, finite, within ``[low, high]`` (or ``(low, ...``)."""
+
+    def parse(text: str) -> _N:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be finite, got {text}")
+        if low is not None and (value <= low if low_open else value < low):
+            raise argparse.ArgumentTypeError(
+                f"must be {'>' if low_open else '>='} {low}, got {text}"
+            )
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"must be <= {high:g}, got {text}")
+        return value
+
+    parse.__doc__ = f"An argparse type: {what} ({low}..{high})."
+    return parse
 
 
-def positive_int(text: str) -> int:
-    """An argparse type: an integer >= 1."""
-    value = non_negative_int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def tcp_port(text: str) -> int:
-    """An argparse type: a TCP port number (0 for any free port)."""
-    value = non_negative_int(text)
-    if value > 65535:
-        raise argparse.ArgumentTypeError(f"not a TCP port: {value}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    """An argparse type: a finite number of seconds > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
-    return value
+#: An argparse type: an integer >= 0.
+non_negative_int = _bounded(int, "an integer", low=0)
+#: An argparse type: an integer >= 1.
+positive_int = _bounded(int, "an integer", low=1)
+#: An argparse type: a TCP port number (0 for any free port).
+tcp_port = _bounded(int, "a TCP port", low=0, high=65535)
+#: An argparse type: a finite number of seconds > 0.
+positive_float = _bounded(float, "a number of seconds", low=0.0, low_open=True)
+#: An argparse type: a finite number of seconds >= 0.
+non_negative_float = _bounded(float, "a number of seconds", low=0.0)
+#: An argparse type: a number from 0 to 1.
+fraction = _bounded(float, "a number", low=0.0, high=1.0)
 
 
 def add_verbose(parser: argparse.ArgumentParser, dest: str) -> None:
@@ -156,14 +167,15 @@ def add_connection(parser: argparse.ArgumentParser, *, sandbox: bool) -> None:
 
 
 def add_subparser(
-    sub: Any, name: str, summary: str, description: str, example: str
+    sub: Any, name: str, summary: str, description: str, example: str, notes: str = ""
 ) -> argparse.ArgumentParser:
-    """A subcommand's parser, with its description, example and ``-v``."""
+    """A subcommand's parser, with its description, example, ``notes`` and ``-v``."""
     parser: argparse.ArgumentParser = sub.add_parser(
         name,
         help=summary,
         description=textwrap.fill(description, HELP_WIDTH),
-        epilog=f"example:\n{example}\n\nexit codes: see `{PROG} --help`.",
+        epilog=(notes and notes + "\n\n")
+        + f"example:\n{example}\n\nexit codes: see `{PROG} --help`.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_verbose(parser, "sub_verbose")
@@ -261,6 +273,10 @@ def connection(args: argparse.Namespace, *, require: Collection[Setting]) -> Con
         ),
         require=require,
         names=names,
+    )
+    # Checked here to name the flag or variable; the library checks it again.
+    check_base_url(
+        settings.url, allow_insecure_http=args.allow_insecure_http, what=settings.url_source
     )
     retry = None if args.retries is None else RetryPolicy(attempts=args.retries + 1)
     timeout = None if args.timeout is None else attempt_timeouts(args.timeout)

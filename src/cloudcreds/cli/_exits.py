@@ -39,9 +39,11 @@ class ExitCode(IntEnum):
     AUTH = 4
     NETWORK = 5
     NOT_FOUND = 6
+    OUTPUT = 7
     CANNOT_EXECUTE = 126
     COMMAND_NOT_FOUND = 127
     INTERRUPTED = 130
+    BROKEN_PIPE = 141
 
 
 #: What each code means; backquotes mark command names (dropped in plain text).
@@ -53,9 +55,17 @@ EXIT_MEANINGS: Final[dict[ExitCode, str]] = {
     ExitCode.AUTH: "authentication or permission refused (401, 403)",
     ExitCode.NETWORK: "network failure: could not connect, connection dropped, timeout",
     ExitCode.NOT_FOUND: "not found (404): unknown secret, secret without value, unknown sandbox",
+    ExitCode.OUTPUT: (
+        "cannot write the output: stdout (or `--output` FILE) is closed or full, or its "
+        "encoding cannot show a value (nothing of that value is written)"
+    ),
     ExitCode.CANNOT_EXECUTE: "`run`: the command cannot be executed",
     ExitCode.COMMAND_NOT_FOUND: "`run`: the command was not found",
-    ExitCode.INTERRUPTED: "interrupted (Ctrl-C)",
+    ExitCode.INTERRUPTED: "interrupted (Ctrl-C), at any moment; `gather` keeps every line written",
+    ExitCode.BROKEN_PIPE: (
+        "stdout's reader went away (broken pipe, e.g. piped to `head -1`): stopped quietly, as "
+        "a process killed by SIGPIPE would (128 + 13)"
+    ),
 }
 
 #: Said after the table: the codes that are not cloudcreds' own.

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import shlex
 import signal
-import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,6 +16,7 @@ from pydantic import SecretStr
 
 from .._config import MASK
 from .._errors import CloudCredsError, ConfigurationError
+from .._jsonsafe import loads_untrusted
 from .._workspace import CloudWorkspace
 from ._args import (
     API_KEY_ENV,
@@ -25,11 +24,13 @@ from ._args import (
     SESSION_ENV,
     URL_ENV,
     add_subparser,
-    non_negative_int,
+    fraction,
+    non_negative_float,
+    positive_int,
     tcp_port,
 )
 from ._exits import ExitCode
-from ._output import llm_data, print_json, table
+from ._output import llm_data, print_json, table, write
 from ._product import resolve_as_sandbox
 
 if TYPE_CHECKING:
@@ -40,22 +41,19 @@ __all__ = [
     "DEFAULT_RECORD_LIMIT",
     "DEMO_LATENCY",
     "FAULT_NAMES",
-    "SERVE_LIST_LIMIT",
+    "SERVE_LISTED",
     "USERS_ME_SHAPES",
-    "Rehearsal",
     "build_cloud",
     "register",
-    "serve_lines",
-    "serve_url",
 ]
 
 #: What the embedded FakeCloud of ``demo`` adds to every answer, to mimic a network.
 DEMO_LATENCY: Final = 0.05
-#: ``serve`` lists the sandboxes of a seed one per line up to this many; above, it prints
-#: a summary of the seed's counts (a 20,000-sandbox seed would print 20,000 lines).
-SERVE_LIST_LIMIT: Final = 20
-# The next three repeat FakeCloud's defaults for ``serve --help`` without importing
-# cloudcreds.testing (an aiohttp server) at start-up; a test pins them to FakeCloud's.
+#: Sandboxes ``serve`` lists besides the first; a bigger seed gets a summary line
+#: (a 20,000-sandbox seed printed 20,000 lines).
+SERVE_LISTED: Final = 5
+# The next ones repeat FakeCloud's for ``serve --help`` without importing its server
+# (aiohttp.web) at start-up; tests check they agree with FakeCloud's.
 #: How many recent requests ``serve`` keeps by default (FakeCloud's ``record_limit``).
 DEFAULT_RECORD_LIMIT: Final = 10_000
 #: The faults ``serve --fault-rate`` draws from by default (FakeCloud's default ones).
@@ -64,31 +62,8 @@ DEFAULT_FAULTS: Final = "503,drop"
 FAULT_NAMES: Final = ("drop", "reset", "truncate", "malformed")
 #: The ``/users/me`` shapes FakeCloud can serve.
 USERS_ME_SHAPES: Final = ("flat", "agent_settings", "both")
-#: Listen addresses meaning "every interface", and the loopback URL host to print instead.
-# Only a lookup table (S104 is about binding): serve binds where --host says.
-_WILDCARD_HOSTS: Final = {"0.0.0.0": "127.0.0.1", "::": "[::1]", "": "127.0.0.1"}  # noqa: S104
-
-
-def _seconds(text: str) -> float:
-    """An argparse type: a finite number of seconds >= 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a number of seconds >= 0, got {text}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    """An argparse type: a fraction from 0 to 1."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"must be from 0 to 1, got {text}")
-    return value
+#: Listening on every address: the URL printed for this machine's other commands.
+_WILDCARD_HOSTS: Final = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "[::1]"}  # noqa: S104
 
 
 def register(sub: Any) -> None:
@@ -111,9 +86,9 @@ def register(sub: Any) -> None:
         "run FakeCloud standalone",
         "Run FakeCloud, the fake OpenHands Cloud API, until Ctrl-C or SIGTERM. Print its URL "
         "and its (fake) credentials as `export` lines a shell can source. The default seed "
-        f"is the demo account. Up to {SERVE_LIST_LIMIT} sandboxes are listed one per line; "
-        "a bigger seed prints a summary of its counts. For long rehearsals, --latency and "
-        "--fault-rate make it slow or flaky, and it keeps only the most recent requests "
+        f"is the demo account. Besides the first sandbox, {SERVE_LISTED} are listed; a "
+        "bigger seed ends with a count of the others. For long rehearsals, --latency and "
+        "--fault-rate make it slow or flaky, and only the most recent requests are kept "
         "(--record-limit), so its memory stays flat.",
         "  cloudcreds serve --port 8000 > fakecloud.env &\n"
         "  . ./fakecloud.env && cloudcreds llm\n"
@@ -134,42 +109,46 @@ def register(sub: Any) -> None:
         metavar="FILE",
         help="JSON file in FakeCloud's seed format (FakeCloud.dump_seed()); default: demo seed",
     )
-    rehearsal = p.add_argument_group("rehearsal (a slow or flaky cloud)")
-    rehearsal.add_argument(
+    p.add_argument(
         "--latency",
-        type=_seconds,
+        type=non_negative_float,
         default=0.0,
         metavar="SECONDS",
         help="delay every answer by SECONDS (default 0)",
     )
-    rehearsal.add_argument(
+    p.add_argument(
         "--fault-rate",
-        type=_fraction,
+        "--fail-rate",
+        type=fraction,
         default=0.0,
         metavar="RATE",
-        help="answer this fraction of requests (0 to 1) with a fault from --faults (default 0)",
+        dest="fault_rate",
+        help="answer this fraction of requests (0 to 1) with a fault drawn at random from "
+        "--faults (default 0)",
     )
-    rehearsal.add_argument(
+    p.add_argument(
         "--faults",
         default=DEFAULT_FAULTS,
         metavar="LIST",
-        help=f"comma-separated faults drawn for --fault-rate: HTTP status codes (e.g. 503, "
-        f"429) and {', '.join(FAULT_NAMES)} (default {DEFAULT_FAULTS})",
+        help=f"comma-separated faults for --fault-rate: HTTP status codes (e.g. 503, 429) "
+        f"and {', '.join(FAULT_NAMES)} (default {DEFAULT_FAULTS}: a 503 or a dropped "
+        "connection)",
     )
-    rehearsal.add_argument(
+    p.add_argument(
         "--fault-seed",
         type=int,
         metavar="N",
-        help="random seed of --fault-rate, for a reproducible run (default: unpredictable)",
+        help="seed of the --fault-rate draws, for a reproducible run (default: random)",
     )
-    rehearsal.add_argument(
+    p.add_argument(
         "--record-limit",
-        type=non_negative_int,
-        default=DEFAULT_RECORD_LIMIT,
+        type=positive_int,
         metavar="N",
-        help=f"keep only the N most recent requests in memory (default {DEFAULT_RECORD_LIMIT:,})",
+        # FakeCloud's DEFAULT_RECORD_LIMIT, written here so that `cloudcreds --help` need
+        # not import the fake's server (a test checks the two agree).
+        help=f"requests kept in memory, the most recent ones (default {DEFAULT_RECORD_LIMIT})",
     )
-    rehearsal.add_argument(
+    p.add_argument(
         "--users-me-shape",
         choices=USERS_ME_SHAPES,
         help="where /users/me puts the LLM settings: top-level llm_* (flat), "
@@ -210,7 +189,11 @@ async def _demo_report() -> dict[str, Any]:
             timeouts=None,
             trusted_origins=[cloud.url],  # the demo trusts its own embedded fake
         )
-        lengths = {name: len(value) for name, value in values.items()}
+        lengths: dict[str, int] = {}
+        for name, value in values.items():
+            if isinstance(value, CloudCredsError):
+                raise value
+            lengths[name] = len(value)
         del values
         resolve = _Phase(cloud.request_count, cloud.peak_in_flight, time.perf_counter() - started)
         url = cloud.url
@@ -301,7 +284,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if args.json:
         print_json(report)
     else:
-        print("\n".join(_demo_text(report)))
+        write("\n".join(_demo_text(report)) + "\n")
     return ExitCode.OK
 
 
@@ -312,149 +295,79 @@ def _load_seed(file: str) -> Any:
         raise ConfigurationError(f"cannot read seed file {file}: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
         raise ConfigurationError(f"seed file {file} is not UTF-8 text") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigurationError(
-            f"seed file {file} is not valid JSON ({exc.msg}, line {exc.lineno})"
-        ) from None
+    return loads_untrusted(text, error=ConfigurationError, what=f"seed file {file}")
 
 
-def serve_url(cloud: FakeCloud, host: str) -> str:
-    """The URL ``serve`` prints: a wildcard listen address becomes the loopback one.
-
-    ``http://0.0.0.0:PORT`` is no address to connect to, and the other commands only
-    accept ``http://`` to a loopback host; the loopback URL works from this machine.
-
-    Args:
-        cloud: The started FakeCloud.
-        host: The address it was asked to listen on (``--host``).
-
-    Returns:
-        ``http://127.0.0.1:PORT`` for ``0.0.0.0``, ``http://[::1]:PORT`` for ``::``, else
-        the cloud's own URL.
-    """
+def _client_url(cloud: FakeCloud, host: str) -> str:
+    """The URL the other commands use from this machine: loopback for a wildcard host."""
     loopback = _WILDCARD_HOSTS.get(host)
-    return cloud.url if loopback is None else f"http://{loopback}:{cloud.port}"
+    if loopback is None:
+        return cloud.url
+    return f"http://{loopback}:{cloud.port}"
 
 
-def _summary(cloud: FakeCloud) -> str:
-    counts = cloud.counts()
-    return (
-        f"# seed: {counts.users:,} users, {counts.sandboxes:,} sandboxes "
-        f"({counts.running_sandboxes:,} running, {counts.ownerless_sandboxes:,} without an "
-        f"owner), {counts.secrets:,} secrets, {counts.provider_tokens:,} provider tokens, "
-        f"{counts.llm_profiles:,} LLM profiles, {counts.agent_profiles:,} agent profiles, "
-        f"{counts.mcp_servers:,} MCP servers"
-    )
-
-
-def _rehearsal_line(settings: Rehearsal) -> str | None:
-    parts = []
-    if settings.latency:
-        parts.append(f"every answer delayed {settings.latency:g} s")
-    if settings.fault_rate:
-        seed = "" if settings.fault_seed is None else f", seed {settings.fault_seed}"
-        parts.append(
-            f"{settings.fault_rate * 100:g}% of requests answered with a fault drawn from "
-            f"{settings.faults}{seed}"
-        )
-    return f"# rehearsal: {'; '.join(parts)}." if parts else None
-
-
-def serve_lines(cloud: FakeCloud, url: str, settings: Rehearsal) -> list[str]:
-    """What ``serve`` prints once listening: comments and ``export`` lines.
-
-    The first sandbox with an owner is exported (URL, API key, sandbox id, session key).
-    Up to :data:`SERVE_LIST_LIMIT` sandboxes, each other one gets a comment line;
-    above, one summary line gives the seed's counts instead.
-
-    Args:
-        cloud: The started FakeCloud.
-        url: The URL to export (see :func:`serve_url`).
-        settings: The latency and faults it applies, described in a comment line.
-
-    Returns:
-        The lines, without line ends.
-    """
+def _serve_lines(cloud: FakeCloud, url: str) -> list[str]:
+    """``export`` lines for the first sandbox, comments for a few others, then a summary."""
+    sandboxes = cloud.sandboxes.values()
+    n = cloud.counts()
     lines = [
-        f"# FakeCloud (fake OpenHands Cloud API) listening on {url}; stop with Ctrl-C.",
+        f"# FakeCloud (fake OpenHands Cloud API) listening on {cloud.url}; stop with Ctrl-C.",
+        f"# {n.users} users, {n.sandboxes} sandboxes ({n.running_sandboxes} running, "
+        f"{n.ownerless_sandboxes} without an owner), {n.secrets} secrets, "
+        f"{n.provider_tokens} provider tokens, {n.llm_profiles} LLM profiles, "
+        f"{n.agent_profiles} agent profiles, {n.mcp_servers} MCP servers.",
         "# Fake credentials, printed on purpose: source these lines in a shell.",
+        f"export {URL_ENV}={shlex.quote(url)}",
     ]
-    if url != cloud.url:
-        lines.append(
-            f"# Bound to {cloud.url.removeprefix('http://')}: reachable from other machines "
-            "too (they need --allow-insecure-http and this machine's address)."
-        )
-    rehearsal = _rehearsal_line(settings)
-    if rehearsal is not None:
-        lines.append(rehearsal)
-    lines.append(f"export {URL_ENV}={shlex.quote(url)}")
     # Sandboxes without an owner (a FakeCloud test case) have no API key to print.
-    owned = ((s, cloud.users[s.user_id]) for s in cloud.sandboxes.values() if s.user_id is not None)
+    owned = ((s, cloud.users[s.user_id]) for s in sandboxes if s.user_id is not None)
     first = next(owned, None)
-    if first is None:
-        users = iter(cloud.users.values())
-        user = next(users, None)
-        if user is not None:
-            lines.append(f"export {API_KEY_ENV}={shlex.quote(user.api_key)}")
-        lines.append("# the seed has no sandbox with an owner")
-        return lines
-    sandbox, owner = first
-    lines += [
-        f"export {API_KEY_ENV}={shlex.quote(owner.api_key)}",
-        f"export {SANDBOX_ENV}={shlex.quote(sandbox.id)}",
-        f"export {SESSION_ENV}={shlex.quote(sandbox.session_api_key)}",
-    ]
-    if len(cloud.sandboxes) > SERVE_LIST_LIMIT:
+    if first is not None:
+        sandbox, owner = first
         lines += [
-            _summary(cloud),
-            f"# (more than {SERVE_LIST_LIMIT} sandboxes: not listed; the seed file has them)",
+            f"export {API_KEY_ENV}={shlex.quote(owner.api_key)}",
+            f"export {SANDBOX_ENV}={shlex.quote(sandbox.id)}",
+            f"export {SESSION_ENV}={shlex.quote(sandbox.session_api_key)}",
         ]
-        return lines
-    for other, other_owner in owned:
-        lines.append(
-            f"# also: {API_KEY_ENV}={shlex.quote(other_owner.api_key)} "
-            f"{SANDBOX_ENV}={shlex.quote(other.id)} "
-            f"{SESSION_ENV}={shlex.quote(other.session_api_key)}"
-            + ("" if other.running else "  (not running)")
-        )
+        shown = 1
+        for other, other_owner in owned:
+            if shown > SERVE_LISTED:
+                left = sum(1 for _ in owned) + 1
+                lines.append(f"# ... and {left} more sandboxes (their keys are in the seed)")
+                break
+            shown += 1
+            lines.append(
+                f"# also: {API_KEY_ENV}={shlex.quote(other_owner.api_key)} "
+                f"{SANDBOX_ENV}={shlex.quote(other.id)} "
+                f"{SESSION_ENV}={shlex.quote(other.session_api_key)}"
+                + ("" if other.running else "  (not running)")
+            )
+    else:
+        users = list(cloud.users.values())
+        if users:
+            lines.append(f"export {API_KEY_ENV}={shlex.quote(users[0].api_key)}")
+        lines.append("# the seed has no sandbox")
     return lines
 
 
-@dataclass(frozen=True)
-class Rehearsal:
-    """What ``serve`` does to every answer: latency and random faults.
-
-    Attributes:
-        latency: Seconds added to every answer (0: none).
-        fault_rate: The fraction of requests answered with a fault (0: none).
-        faults: The faults drawn from, as given to ``--faults`` (e.g. ``"503,drop"``).
-        fault_seed: The seed of the random draws; ``None`` when unpredictable.
-    """
-
-    latency: float
-    fault_rate: float
-    faults: str
-    fault_seed: int | None
-
-
-def build_cloud(args: argparse.Namespace) -> tuple[FakeCloud, Rehearsal]:
+def build_cloud(args: argparse.Namespace) -> FakeCloud:
     """A FakeCloud configured from ``serve``'s parsed flags (not started yet).
 
     Args:
         args: The parsed ``serve`` command line.
 
     Returns:
-        The FakeCloud (seeded, with its latency and fault rate) and the rehearsal settings.
+        The FakeCloud: seeded, with its record limit, ``/users/me`` shape, latency and
+        fault rate.
 
     Raises:
         ConfigurationError: The seed file cannot be read or is invalid (the message names
-            the file), or ``--faults`` names an unknown fault.
+            the file), or ``--faults`` names no fault or an unknown one.
     """
     from ..testing import FakeCloud, Fault
 
-    cloud = FakeCloud(host=args.host, port=args.port, record_limit=args.record_limit)
+    limit = DEFAULT_RECORD_LIMIT if args.record_limit is None else args.record_limit
+    cloud = FakeCloud(host=args.host, port=args.port, record_limit=limit)
     if args.seed is None:
         seed: Any = FakeCloud.demo_seed()
         origin = "the demo seed"
@@ -467,8 +380,6 @@ def build_cloud(args: argparse.Namespace) -> tuple[FakeCloud, Rehearsal]:
         raise ConfigurationError(f"{origin}: {exc}") from None
     if args.users_me_shape is not None:
         cloud.users_me_shape = args.users_me_shape
-    if args.latency:
-        cloud.set_latency(args.latency)
     specs = [spec for spec in args.faults.split(",") if spec.strip()]
     if not specs:
         raise ConfigurationError("--faults is empty: name at least one fault, e.g. 503,drop")
@@ -476,13 +387,14 @@ def build_cloud(args: argparse.Namespace) -> tuple[FakeCloud, Rehearsal]:
         faults = [Fault.from_spec(spec) for spec in specs]
     except ConfigurationError as exc:
         raise ConfigurationError(f"--faults: {exc}") from None
+    if args.latency:
+        cloud.set_latency(args.latency)
     if args.fault_rate:
         cloud.set_fault_rate(args.fault_rate, *faults, seed=args.fault_seed)
-    names = ",".join(spec.strip().lower() for spec in specs)
-    return cloud, Rehearsal(args.latency, args.fault_rate, names, args.fault_seed)
+    return cloud
 
 
-async def _serve(cloud: FakeCloud, host: str, port: int, settings: Rehearsal) -> int:
+async def _serve(args: argparse.Namespace, cloud: FakeCloud) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     signals = (signal.SIGINT, signal.SIGTERM)
@@ -493,12 +405,10 @@ async def _serve(cloud: FakeCloud, host: str, port: int, settings: Rehearsal) ->
             await cloud.start()
         except OSError as exc:
             raise CloudCredsError(
-                f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+                f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}"
             ) from None
         try:
-            lines = serve_lines(cloud, serve_url(cloud, host), settings)
-            sys.stdout.write("\n".join(lines) + "\n")
-            sys.stdout.flush()
+            write("\n".join(_serve_lines(cloud, _client_url(cloud, args.host))) + "\n")
             await stop.wait()
         finally:
             await cloud.stop()
@@ -509,5 +419,4 @@ async def _serve(cloud: FakeCloud, host: str, port: int, settings: Rehearsal) ->
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    cloud, settings = build_cloud(args)
-    return asyncio.run(_serve(cloud, args.host, args.port, settings))
+    return asyncio.run(_serve(args, build_cloud(args)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -14,7 +15,7 @@ from .._errors import CloudCredsError
 from . import _fakecloud, _gather, _product, _run
 from ._args import API_KEY_ENV, HELP_WIDTH, SANDBOX_ENV, SESSION_ENV, URL_ENV, add_verbose
 from ._exits import CommandError, ExitCode, exit_code_for, exit_codes_text
-from ._output import PROG, error
+from ._output import PROG, OutputClosed, error, note
 
 __all__ = ["build_parser", "main", "setup_logging"]
 
@@ -86,15 +87,53 @@ def _exit_status(code: object) -> int:
     return ExitCode.USAGE
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``cloudcreds`` command and return its exit code.
+def _reserve_stdout() -> None:
+    """If fd 1 is closed (``>&-``), fill it with /dev/null so no socket takes its place.
 
-    Args:
-        argv: The arguments, without the program name; ``None`` reads ``sys.argv``.
-
-    Returns:
-        The exit code (see :class:`ExitCode`).
+    Python leaves ``sys.stdout`` as ``None`` then, and :func:`write` reports it.
     """
+    if sys.stdout is not None:
+        return
+    try:
+        os.fstat(1)
+    except OSError:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        if fd != 1:
+            os.dup2(fd, 1)
+            os.close(fd)
+
+
+def _silence_stdout() -> None:
+    """Point the process's stdout at /dev/null: the interpreter's last flush stays quiet."""
+    out = sys.stdout
+    if out is None or out is not sys.__stdout__:  # in-process callers keep their stream
+        return
+    assert out is not None
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, out.fileno())
+        os.close(devnull)
+
+
+def _finish(code: int) -> int:
+    """Flush what is left on stdout; a failure there changes the exit code."""
+    if code not in (ExitCode.OUTPUT, ExitCode.BROKEN_PIPE):
+        try:
+            if sys.stdout is not None:
+                sys.stdout.flush()
+            return code
+        except BrokenPipeError:
+            code = ExitCode.BROKEN_PIPE
+        except (OSError, ValueError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "closed"
+            error(f"cannot write to stdout: {reason}")
+            code = ExitCode.OUTPUT
+    _silence_stdout()
+    return code
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    _reserve_stdout()
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -104,27 +143,41 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not args.argv:
                 args.subparser.error("no command given: cloudcreds run [options] -- COMMAND ...")
     except SystemExit as exc:  # --help, --version, usage errors
-        return _exit_status(exc.code)
+        return _finish(_exit_status(exc.code))
     library_logger = logging.getLogger("cloudcreds")
     saved_level = library_logger.level
     handler = setup_logging(args.verbose + getattr(args, "sub_verbose", 0))
     try:
         code: int = args.handler(args)
-        return code
     except CloudCredsError as exc:
         error(str(exc) or type(exc).__name__)
-        return exit_code_for(exc)
+        code = exit_code_for(exc)
     except CommandError as exc:
         error(str(exc))
-        return exc.code
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr, flush=True)
-        return ExitCode.INTERRUPTED
-    except BrokenPipeError:  # stdout closed early (e.g. `| head`): stop quietly
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return ExitCode.ERROR
+        code = exc.code
+    except OutputClosed:  # e.g. `| head -1` has all it wanted: stop quietly
+        code = ExitCode.BROKEN_PIPE
     finally:
         if handler is not None:
             library_logger.removeHandler(handler)
             library_logger.setLevel(saved_level)
+    return _finish(code)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``cloudcreds`` command and return its exit code.
+
+    Never raises and never prints a traceback for a failure the command can name: a
+    library error, a usage error, an output that cannot be written, Ctrl-C.
+
+    Args:
+        argv: The arguments, without the program name; ``None`` reads ``sys.argv``.
+
+    Returns:
+        The exit code (see :class:`ExitCode`).
+    """
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        note("interrupted")
+        return _finish(ExitCode.INTERRUPTED)

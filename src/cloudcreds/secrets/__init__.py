@@ -13,12 +13,15 @@ from ._base import (
     load_secret_sources,
     parse_secret_source,
 )
-from ._context import TRUSTED_ORIGINS_ENV, ResolveContext
+from ._context import ALLOWED_ENV_ENV, TRUSTED_ORIGINS_ENV, ResolveContext
 from ._env import EnvSecret
 from ._lookup import EnvHeaderLookupSecret, LookupSecret
+from ._plugins import ENTRY_POINT_GROUP
 from ._static import StaticSecret
 
 __all__ = [
+    "ALLOWED_ENV_ENV",
+    "ENTRY_POINT_GROUP",
     "TRUSTED_ORIGINS_ENV",
     "EnvHeaderLookupSecret",
     "EnvSecret",

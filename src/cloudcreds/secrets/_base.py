@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import typing
 from abc import abstractmethod
 from collections.abc import Mapping
@@ -13,8 +12,10 @@ from pydantic_core import PydanticUndefined, to_jsonable_python
 
 from .._config import MASK
 from .._errors import ConfigurationError
+from .._jsonsafe import loads_untrusted
 from .._models import RedactedFrozenModel
 from ._context import ResolveContext
+from ._plugins import ENTRY_POINT_GROUP, load_plugins_for
 
 __all__ = [
     "SecretSource",
@@ -27,7 +28,6 @@ __all__ = [
 
 _REGISTRY: dict[str, type[SecretSource]] = {}
 _ALIASES: dict[str, str] = {}  # an older name of a kind -> the kind
-_INVALID_JSON: Any = object()
 
 
 def known_kinds() -> list[str]:
@@ -62,6 +62,11 @@ class SecretSource(RedactedFrozenModel):
 
             async def resolve(self, ctx: ResolveContext) -> str:
                 return await ctx.fetch_text(f"https://vault.example.com/v1/{self.path}")
+
+    A package can also advertise its kinds in the entry-point group
+    ``cloudcreds.secret_sources`` (``VaultSecret = "cloudcreds_vault:VaultSecret"``):
+    the first time data names a kind that is not registered, the installed plug-ins
+    are imported, so no import is needed beforehand.
 
     Sources are frozen pydantic models. Secret fields should be :class:`SecretStr`:
     they are masked in ``repr``, ``str`` and default dumps. By convention the kind is
@@ -127,21 +132,46 @@ class SecretSource(RedactedFrozenModel):
                 :class:`CloudCredsError` subclass for HTTP failures).
         """
 
+    def fingerprint(self, ctx: ResolveContext) -> bytes:
+        """Check this source against ``ctx``'s rules; digest what else its value depends on.
+
+        :class:`SecretResolver` calls it before it looks in its cache, and keys the cache
+        on the source's fields plus this digest. The default: nothing outside the
+        fields (``b""``). A source whose value depends on something it reads (an
+        environment variable...) returns ``ctx.digest(that)``, so a new value misses the
+        cache; a source that sends requests checks its origin here too, so a cached
+        value is never served for a reference the rule refuses.
+
+        Raises:
+            SecretResolutionError: The source breaks the context's rules (for example
+                :class:`UntrustedOriginError`); nothing was read or sent.
+        """
+        return b""
+
     async def get_value(self) -> str:
         """Resolve once with a default context (its own short-lived session).
 
-        The default trust rule applies: ``CLOUDCREDS_TRUSTED_ORIGINS`` if set, else any
-        ``https://`` or loopback ``http://`` origin. For many resolves, or caching,
-        use a :class:`SecretResolver`.
+        The default trust rule applies (see :class:`ResolveContext`): lookups only to
+        ``CLOUDCREDS_TRUSTED_ORIGINS``, else the origin of ``OPENHANDS_CLOUD_API_URL``,
+        else ``https://app.all-hands.dev``, plus the workspace's origin for a reference
+        a workspace of this process returned. For many resolves, or caching, use a
+        :class:`SecretResolver`.
         """
         async with ResolveContext() as ctx:
             return await self.resolve(ctx)
 
 
 def _check_no_masks(source: SecretSource) -> None:
-    """Refuse a source whose secret fields hold the mask: it was dumped redacted."""
+    """Refuse a source whose secret fields hold the mask: it was dumped redacted.
 
-    def walk(value: Any, path: str) -> None:
+    Walks the field values with a stack, not recursion: data nested thousands deep
+    (a user kind with an ``Any`` field) cannot raise ``RecursionError`` here.
+    """
+    stack: list[tuple[Any, str]] = [
+        (getattr(source, name), name) for name in type(source).model_fields
+    ]
+    while stack:
+        value, path = stack.pop()
         if isinstance(value, SecretStr):
             if value.get_secret_value() == MASK:
                 raise ConfigurationError(
@@ -150,17 +180,11 @@ def _check_no_masks(source: SecretSource) -> None:
                     "model_dump(context={'expose_secrets': True}))"
                 )
         elif isinstance(value, BaseModel):  # nested models of user-defined kinds
-            for field in type(value).model_fields:
-                walk(getattr(value, field), f"{path}.{field}")
+            stack.extend((getattr(value, f), f"{path}.{f}") for f in type(value).model_fields)
         elif isinstance(value, Mapping):
-            for key, item in value.items():
-                walk(item, f"{path}.{key}")
+            stack.extend((item, f"{path}.{key}") for key, item in value.items())
         elif isinstance(value, list | tuple):
-            for index, item in enumerate(value):
-                walk(item, f"{path}[{index}]")
-
-    for name in type(source).model_fields:
-        walk(getattr(source, name), name)
+            stack.extend((item, f"{path}[{index}]") for index, item in enumerate(value))
 
 
 def parse_secret_source(data: Mapping[str, Any] | SecretSource) -> SecretSource:
@@ -181,10 +205,14 @@ def parse_secret_source(data: Mapping[str, Any] | SecretSource) -> SecretSource:
         )
     kind = data.get("kind")
     cls = _registered_by(kind) if isinstance(kind, str) else None
+    if cls is None and isinstance(kind, str):
+        load_plugins_for(kind)  # an installed package may advertise it
+        cls = _registered_by(kind)
     if cls is None:
         raise ConfigurationError(
             f"unknown secret source kind {kind!r}; known kinds: {', '.join(known_kinds())}"
-            " (a custom kind must be imported before it is parsed)"
+            " (a custom kind must be imported before it is parsed, or advertised by an "
+            f"installed package in the entry-point group {ENTRY_POINT_GROUP!r})"
         )
     try:
         source = cls.model_validate(data)
@@ -234,16 +262,12 @@ def load_secret_sources(data: Mapping[str, Any] | str | bytes) -> dict[str, Secr
     """Read what :func:`dump_secret_sources` wrote (a mapping, or its JSON text).
 
     Raises:
-        ConfigurationError: Invalid JSON, a non-mapping, or any entry that
-            :func:`parse_secret_source` refuses (the message names the entry).
+        ConfigurationError: Invalid JSON (also: bad UTF-8, nesting too deep, an integer
+            too long), a non-mapping, or any entry that :func:`parse_secret_source`
+            refuses (the message names the entry). Nothing else, whatever the input.
     """
     if isinstance(data, str | bytes):
-        try:
-            data = json.loads(data)
-        except ValueError:  # its .doc holds the whole text: not even as __context__
-            data = _INVALID_JSON
-        if data is _INVALID_JSON:
-            raise ConfigurationError("secret sources are not valid JSON")
+        data = loads_untrusted(data, error=ConfigurationError, what="the secret sources' text")
     if not isinstance(data, Mapping):
         raise ConfigurationError(
             f"secret sources must be a mapping of name to source, got {type(data).__name__}"

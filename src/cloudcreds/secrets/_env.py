@@ -2,28 +2,25 @@
 
 from __future__ import annotations
 
-import os
+from collections.abc import Mapping
 from typing import ClassVar, Literal
 
 from pydantic import field_validator
 
 from .._errors import SecretResolutionError
 from ._base import SecretSource
-from ._context import ResolveContext
+from ._context import ResolveContext, check_env_name
 
 __all__ = ["EnvSecret", "check_env_name", "read_env"]
 
 
-def check_env_name(name: str) -> str:
-    """Validate an environment variable name (used by field validators)."""
-    if not name or "=" in name or "\x00" in name:
-        raise ValueError("must be a non-empty environment variable name without '=' or NUL")
-    return name
+def read_env(environ: Mapping[str, str], name: str, *, purpose: str) -> str:
+    """Read ``environ[name]`` now; a missing or empty variable is an error naming it.
 
-
-def read_env(name: str, *, purpose: str) -> str:
-    """Read ``os.environ[name]`` now; a missing or empty variable is an error naming it."""
-    value = os.environ.get(name)
+    Raises:
+        SecretResolutionError: The variable is not set or empty (its name, never a value).
+    """
+    value = environ.get(name)
     if not value:
         raise SecretResolutionError(
             f"environment variable {name} is {'empty' if value == '' else 'not set'}; "
@@ -34,6 +31,9 @@ def read_env(name: str, *, purpose: str) -> str:
 
 class EnvSecret(SecretSource):
     """A secret read from an environment variable when resolved, never earlier.
+
+    The variable is read from the context's ``environ`` (:data:`os.environ` unless the
+    :class:`ResolveContext` or :class:`SecretResolver` was given another mapping).
 
     Attributes:
         env: The variable's name.
@@ -48,13 +48,17 @@ class EnvSecret(SecretSource):
     def _valid_env(cls, env: str) -> str:
         return check_env_name(env)
 
+    def fingerprint(self, ctx: ResolveContext) -> bytes:
+        """A keyed digest of the variable's current value: a new value misses the cache."""
+        return ctx.digest(ctx.environ.get(self.env))
+
     async def resolve(self, ctx: ResolveContext) -> str:
-        """Return ``os.environ[env]``.
+        """Return ``ctx.environ[env]``.
 
         Raises:
             SecretResolutionError: The variable is not set (the message names it).
         """
-        value = os.environ.get(self.env)
+        value = ctx.environ.get(self.env)
         if value is None:
             raise SecretResolutionError(f"environment variable {self.env} is not set")
         return value
