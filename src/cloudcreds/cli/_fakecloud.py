@@ -36,12 +36,32 @@ from ._product import resolve_as_sandbox
 if TYPE_CHECKING:
     from ..testing import FakeCloud
 
-__all__ = ["DEMO_LATENCY", "SERVE_LISTED", "register"]
+__all__ = [
+    "DEFAULT_FAULTS",
+    "DEFAULT_RECORD_LIMIT",
+    "DEMO_LATENCY",
+    "FAULT_NAMES",
+    "SERVE_LISTED",
+    "USERS_ME_SHAPES",
+    "build_cloud",
+    "register",
+]
 
 #: What the embedded FakeCloud of ``demo`` adds to every answer, to mimic a network.
 DEMO_LATENCY: Final = 0.05
-#: Sandboxes ``serve`` lists besides the first; a bigger seed gets a summary line.
+#: Sandboxes ``serve`` lists besides the first; a bigger seed gets a summary line
+#: (a 20,000-sandbox seed printed 20,000 lines).
 SERVE_LISTED: Final = 5
+# The next ones repeat FakeCloud's for ``serve --help`` without importing its server
+# (aiohttp.web) at start-up; tests check they agree with FakeCloud's.
+#: How many recent requests ``serve`` keeps by default (FakeCloud's ``record_limit``).
+DEFAULT_RECORD_LIMIT: Final = 10_000
+#: The faults ``serve --fault-rate`` draws from by default (FakeCloud's default ones).
+DEFAULT_FAULTS: Final = "503,drop"
+#: The named faults of ``Fault.from_spec`` (besides HTTP status codes).
+FAULT_NAMES: Final = ("drop", "reset", "truncate", "malformed")
+#: The ``/users/me`` shapes FakeCloud can serve.
+USERS_ME_SHAPES: Final = ("flat", "agent_settings", "both")
 #: Listening on every address: the URL printed for this machine's other commands.
 _WILDCARD_HOSTS: Final = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "[::1]"}  # noqa: S104
 
@@ -66,10 +86,21 @@ def register(sub: Any) -> None:
         "run FakeCloud standalone",
         "Run FakeCloud, the fake OpenHands Cloud API, until Ctrl-C or SIGTERM. Print its URL "
         "and its (fake) credentials as `export` lines a shell can source. The default seed "
-        "is the demo account.",
-        "  cloudcreds serve --port 8000 > fakecloud.env &\n  . ./fakecloud.env && cloudcreds llm",
+        f"is the demo account. Besides the first sandbox, {SERVE_LISTED} are listed; a "
+        "bigger seed ends with a count of the others. For long rehearsals, --latency and "
+        "--fault-rate make it slow or flaky, and only the most recent requests are kept "
+        "(--record-limit), so its memory stays flat.",
+        "  cloudcreds serve --port 8000 > fakecloud.env &\n"
+        "  . ./fakecloud.env && cloudcreds llm\n"
+        "  cloudcreds serve --seed fleet.json --latency 0.05 \\\n"
+        "      --fault-rate 0.1 --faults 503,drop --fault-seed 7",
     )
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1); with 0.0.0.0 or :: the printed URL "
+        "is the loopback one, which the other commands accept from this machine",
+    )
     p.add_argument(
         "--port", type=tcp_port, default=0, help="TCP port (default 0: a free port, printed)"
     )
@@ -86,18 +117,28 @@ def register(sub: Any) -> None:
         help="delay every answer by SECONDS (default 0)",
     )
     p.add_argument(
+        "--fault-rate",
         "--fail-rate",
         type=fraction,
         default=0.0,
         metavar="RATE",
-        help="answer this fraction of requests (0 to 1) with a 503 or a dropped connection, "
-        "drawn at random (default 0)",
+        dest="fault_rate",
+        help="answer this fraction of requests (0 to 1) with a fault drawn at random from "
+        "--faults (default 0)",
+    )
+    p.add_argument(
+        "--faults",
+        default=DEFAULT_FAULTS,
+        metavar="LIST",
+        help=f"comma-separated faults for --fault-rate: HTTP status codes (e.g. 503, 429) "
+        f"and {', '.join(FAULT_NAMES)} (default {DEFAULT_FAULTS}: a 503 or a dropped "
+        "connection)",
     )
     p.add_argument(
         "--fault-seed",
         type=int,
         metavar="N",
-        help="seed of the --fail-rate draws, for a reproducible run (default: random)",
+        help="seed of the --fault-rate draws, for a reproducible run (default: random)",
     )
     p.add_argument(
         "--record-limit",
@@ -105,7 +146,13 @@ def register(sub: Any) -> None:
         metavar="N",
         # FakeCloud's DEFAULT_RECORD_LIMIT, written here so that `cloudcreds --help` need
         # not import the fake's server (a test checks the two agree).
-        help="requests kept in memory, the most recent ones (default 10000)",
+        help=f"requests kept in memory, the most recent ones (default {DEFAULT_RECORD_LIMIT})",
+    )
+    p.add_argument(
+        "--users-me-shape",
+        choices=USERS_ME_SHAPES,
+        help="where /users/me puts the LLM settings: top-level llm_* (flat), "
+        "agent_settings.llm, or both (default: the seed's users_me_shape, else both)",
     )
     p.set_defaults(handler=_cmd_serve)
 
@@ -131,7 +178,7 @@ async def _demo_report() -> dict[str, Any]:
             cloud.url, user["api_key"], sandbox["id"], session_api_key=sandbox["session_api_key"]
         ) as ws:
             creds = await ws.get_credentials()
-        fetch = _Phase(len(cloud.requests), cloud.peak_in_flight, time.perf_counter() - started)
+        fetch = _Phase(cloud.request_count, cloud.peak_in_flight, time.perf_counter() - started)
         cloud.reset_stats()
 
         started = time.perf_counter()
@@ -148,7 +195,7 @@ async def _demo_report() -> dict[str, Any]:
                 raise value
             lengths[name] = len(value)
         del values
-        resolve = _Phase(len(cloud.requests), cloud.peak_in_flight, time.perf_counter() - started)
+        resolve = _Phase(cloud.request_count, cloud.peak_in_flight, time.perf_counter() - started)
         url = cloud.url
 
     peak = max(fetch.peak_in_flight, resolve.peak_in_flight)
@@ -262,10 +309,14 @@ def _client_url(cloud: FakeCloud, host: str) -> str:
 def _serve_lines(cloud: FakeCloud, url: str) -> list[str]:
     """``export`` lines for the first sandbox, comments for a few others, then a summary."""
     sandboxes = cloud.sandboxes.values()
+    n = cloud.counts()
     lines = [
         f"# FakeCloud (fake OpenHands Cloud API) listening on {cloud.url}; stop with Ctrl-C.",
-        f"# {len(cloud.users)} users, {len(sandboxes)} sandboxes. Fake credentials, "
-        "printed on purpose: source these lines in a shell.",
+        f"# {n.users} users, {n.sandboxes} sandboxes ({n.running_sandboxes} running, "
+        f"{n.ownerless_sandboxes} without an owner), {n.secrets} secrets, "
+        f"{n.provider_tokens} provider tokens, {n.llm_profiles} LLM profiles, "
+        f"{n.agent_profiles} agent profiles, {n.mcp_servers} MCP servers.",
+        "# Fake credentials, printed on purpose: source these lines in a shell.",
         f"export {URL_ENV}={shlex.quote(url)}",
     ]
     # Sandboxes without an owner (a FakeCloud test case) have no API key to print.
@@ -299,19 +350,51 @@ def _serve_lines(cloud: FakeCloud, url: str) -> list[str]:
     return lines
 
 
-async def _serve(args: argparse.Namespace, seed: Any, origin: str) -> int:
-    from ..testing import FakeCloud
-    from ..testing._recording import DEFAULT_RECORD_LIMIT
+def build_cloud(args: argparse.Namespace) -> FakeCloud:
+    """A FakeCloud configured from ``serve``'s parsed flags (not started yet).
+
+    Args:
+        args: The parsed ``serve`` command line.
+
+    Returns:
+        The FakeCloud: seeded, with its record limit, ``/users/me`` shape, latency and
+        fault rate.
+
+    Raises:
+        ConfigurationError: The seed file cannot be read or is invalid (the message names
+            the file), or ``--faults`` names no fault or an unknown one.
+    """
+    from ..testing import FakeCloud, Fault
 
     limit = DEFAULT_RECORD_LIMIT if args.record_limit is None else args.record_limit
+    cloud = FakeCloud(host=args.host, port=args.port, record_limit=limit)
+    if args.seed is None:
+        seed: Any = FakeCloud.demo_seed()
+        origin = "the demo seed"
+    else:
+        seed = _load_seed(args.seed)
+        origin = f"seed file {args.seed}"
     try:
-        cloud = FakeCloud(host=args.host, port=args.port, seed=seed, record_limit=limit)
-    except (ValueError, TypeError) as exc:
+        cloud.load_seed(seed)
+    except (ConfigurationError, ValueError, TypeError) as exc:
         raise ConfigurationError(f"{origin}: {exc}") from None
+    if args.users_me_shape is not None:
+        cloud.users_me_shape = args.users_me_shape
+    specs = [spec for spec in args.faults.split(",") if spec.strip()]
+    if not specs:
+        raise ConfigurationError("--faults is empty: name at least one fault, e.g. 503,drop")
+    try:
+        faults = [Fault.from_spec(spec) for spec in specs]
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"--faults: {exc}") from None
     if args.latency:
         cloud.set_latency(args.latency)
-    if args.fail_rate:
-        cloud.set_fault_rate(args.fail_rate, seed=args.fault_seed)
+    if args.fault_rate:
+        cloud.set_fault_rate(args.fault_rate, *faults, seed=args.fault_seed)
+    return cloud
+
+
+async def _serve(args: argparse.Namespace, cloud: FakeCloud) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     signals = (signal.SIGINT, signal.SIGTERM)
@@ -336,12 +419,4 @@ async def _serve(args: argparse.Namespace, seed: Any, origin: str) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from ..testing import FakeCloud
-
-    if args.seed is None:
-        seed: Any = FakeCloud.demo_seed()
-        origin = "the demo seed"
-    else:
-        seed = _load_seed(args.seed)
-        origin = f"seed file {args.seed}"
-    return asyncio.run(_serve(args, seed, origin))
+    return asyncio.run(_serve(args, build_cloud(args)))
