@@ -17,9 +17,11 @@ import os
 import tempfile
 
 # The OpenHands SDK imports LiteLLM, which otherwise fetches its model price list from
-# the network at import, and prints a banner: neither belongs in an example's output.
+# the network at import, prints a banner and logs its progress at INFO: none of that
+# belongs in this example's output.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("OPENHANDS_SUPPRESS_BANNER", "1")
+os.environ.setdefault("LOG_LEVEL", "WARNING")
 
 from openhands.sdk import Agent, Conversation
 
@@ -42,7 +44,11 @@ def run_agent(creds: Credentials, workdir: str) -> None:
     print(f"agent llm: {agent.llm.model} (usage_id {agent.llm.usage_id})")
     print(f"agent mcp servers: {', '.join(sorted(agent.mcp_config)) or 'none'}")
 
-    conversation = Conversation(agent=agent, workspace=workdir, visualizer=None)
+    # The conversation persists its state (references included: they hold no key).
+    state_dir = os.path.join(workdir, ".conversation")
+    conversation = Conversation(
+        agent=agent, workspace=workdir, persistence_dir=state_dir, visualizer=None
+    )
     try:
         # References that keep the NAME of the variable holding the session key: the
         # conversation's registry resolves them through cloudcreds when a command needs one.
@@ -60,6 +66,11 @@ def run_agent(creds: Credentials, workdir: str) -> None:
 async def main() -> None:
     async with FakeCloud(seed=FakeCloud.demo_seed()) as cloud:
         sandbox = cloud.sandboxes["sb-demo"]
+        # The demo account, plus an MCP server saved in its cloud settings.
+        cloud.set_mcp_config(
+            sandbox.user_id,
+            shttp_servers=[{"url": "https://mcp.example.com/mcp", "api_key": "mcp-demo-key"}],
+        )
         os.environ["SESSION_API_KEY"] = sandbox.session_api_key  # as inside a sandbox
         api_key = cloud.users[sandbox.user_id].api_key
         async with CloudWorkspace(cloud.url, api_key, sandbox.id) as ws:

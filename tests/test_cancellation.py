@@ -48,7 +48,15 @@ from cloudcreds import (
 )
 from cloudcreds.testing import Fault
 
-from _helpers import CANARY_API_KEY, CANARY_SECRET, CANARY_SESSION_KEY, Account, wait_until
+from _helpers import (
+    CANARY_API_KEY,
+    CANARY_SECRET,
+    CANARY_SESSION_KEY,
+    Account,
+    acquired_connections,
+    is_server_task,
+    wait_until,
+)
 
 ME = "/api/v1/users/me"
 ALL_SECRET_VALUES = "/api/v1/sandboxes/*/settings/secrets/*"
@@ -62,15 +70,6 @@ TIMEOUTS = Timeouts(connect=2, read=2, total=4)
 # --------------------------------------------------------------------------- invariants
 
 
-# The server's side of a connection: accepting it, then aiohttp's request handlers.
-_SERVER_COROUTINES = ("RequestHandler.", "BaseSelectorEventLoop._accept_connection")
-
-
-def _is_server_task(task: asyncio.Task[Any]) -> bool:
-    qualname = getattr(task.get_coro(), "__qualname__", "")
-    return qualname.startswith(_SERVER_COROUTINES)
-
-
 def _client_tasks(baseline: set[asyncio.Task[Any]]) -> list[asyncio.Task[Any]]:
     current = asyncio.current_task()
     return [
@@ -79,16 +78,8 @@ def _client_tasks(baseline: set[asyncio.Task[Any]]) -> list[asyncio.Task[Any]]:
         if task is not current
         and task not in baseline
         and not task.done()
-        and not _is_server_task(task)
+        and not is_server_task(task)
     ]
-
-
-def _acquired(http: aiohttp.ClientSession) -> int:
-    connector = http.connector
-    assert connector is not None
-    acquired = getattr(connector, "_acquired", None)
-    assert acquired is not None, "aiohttp's connector no longer exposes _acquired"
-    return len(acquired)
 
 
 def _describe(tasks: list[asyncio.Task[Any]]) -> str:
@@ -102,12 +93,12 @@ async def _assert_clean_after_cancel(
     running = [t for t in _client_tasks(baseline) if not t.cancelling()]
     assert not running, f"tasks left running after the cancel: {_describe(running)}"
     for _ in range(SETTLE_TICKS):
-        if not _client_tasks(baseline) and not _acquired(http):
+        if not _client_tasks(baseline) and not acquired_connections(http):
             return
         await asyncio.sleep(0)
     left = _client_tasks(baseline)
     assert not left, f"tasks still alive {SETTLE_TICKS} ticks after the cancel: {_describe(left)}"
-    assert _acquired(http) == 0, "a pooled connection is still acquired after the cancel"
+    assert acquired_connections(http) == 0, "a pooled connection is still acquired after the cancel"
 
 
 # --------------------------------------------------------------------------- the calls

@@ -45,7 +45,9 @@ class _CompatResponse(aiohttp.ClientResponse):
 
     aiohttp 3.13+ made ``stream_writer`` a required keyword argument, which
     aioresponses 0.7.x does not pass; a stand-in with ``output_size`` is all it needs
-    when the request counts as already sent (``writer=None``).
+    when the request counts as already sent (``writer=None``). The only use of
+    aioresponses in the suite, so the only place this lives: it can go (with the
+    ``monkeypatch`` below) once an aioresponses release passes ``stream_writer`` itself.
     """
 
     def __init__(self, method: str, url: URL, **kwargs: Any) -> None:

@@ -12,7 +12,6 @@ under test can block, or run its own event loop, without starving the server.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import os
 import socket
 import threading
@@ -23,6 +22,7 @@ import pytest
 
 from cloudcreds.testing import FakeCloud, FakeUser
 
+from . import loopback
 from _helpers import CANARY_API_KEY, CANARY_LLM_KEY, CANARY_SECRET, CANARY_SESSION_KEY
 
 # LiteLLM (imported by openhands.sdk) fetches its model price list over the network at
@@ -31,35 +31,16 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("OPENHANDS_SUPPRESS_BANNER", "1")
 
 _T = TypeVar("_T")
-_real_connect = socket.socket.connect
-_real_getaddrinfo = socket.getaddrinfo
-
-
-def _loopback(host: object) -> bool:
-    if host in (None, "localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(str(host).split("%")[0]).is_loopback
-    except ValueError:
-        return False
 
 
 @pytest.fixture(autouse=True)
-def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Fail any attempt to resolve or reach a host other than the loopback."""
-
-    def connect(self: socket.socket, address: Any) -> Any:
-        if self.family in (socket.AF_INET, socket.AF_INET6) and not _loopback(address[0]):
-            raise OSError(f"interop tests talk to 127.0.0.1 only, not {address[0]}")
-        return _real_connect(self, address)
-
-    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
-        if not _loopback(host):
-            raise socket.gaierror(f"interop tests resolve loopback names only, not {host}")
-        return _real_getaddrinfo(host, *args, **kwargs)
-
-    monkeypatch.setattr(socket.socket, "connect", connect)
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+def loopback_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Fail the test if anything tried to resolve or reach a host beyond the loopback."""
+    monkeypatch.setattr(socket.socket, "connect", loopback.guarded_connect)
+    monkeypatch.setattr(socket, "getaddrinfo", loopback.guarded_getaddrinfo)
+    loopback.refused.clear()
+    yield
+    assert not loopback.refused, f"tried to reach {sorted(set(loopback.refused))}"
 
 
 def seeded_fake(sandbox_id: str) -> tuple[FakeCloud, FakeUser]:

@@ -16,7 +16,8 @@ pytest.importorskip("openhands.sdk", reason="interop tests need openhands-sdk (P
 
 from test_examples import DEMO_VALUES
 
-ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
 SECTION = "From the OpenHands SDK"
 
 
@@ -27,8 +28,13 @@ def _section_blocks() -> list[str]:
 
 
 def test_example_builds_an_agent_and_conversation() -> None:
+    script = ROOT / "examples" / "openhands_agent.py"
+    run = (  # the example as a script, with the loopback guard of these tests installed
+        f"import sys; sys.path.insert(0, {str(HERE)!r}); import loopback; loopback.install(); "
+        f"import runpy; runpy.run_path({str(script)!r}, run_name='__main__')"
+    )
     result = subprocess.run(
-        [sys.executable, "-W", "error", str(ROOT / "examples" / "openhands_agent.py")],
+        [sys.executable, "-W", "error", "-c", run],
         capture_output=True,
         text=True,
         timeout=300,
@@ -38,12 +44,16 @@ def test_example_builds_an_agent_and_conversation() -> None:
     )
 
     output = result.stdout + result.stderr
-    leaked = [i for i, value in enumerate(DEMO_VALUES) if value in output]
+    values = (*DEMO_VALUES, "mcp-demo-key")  # the demo account's, and the example's own
+    assert values[-1] in script.read_text(), "the key this test guards is gone from the example"
+    leaked = [i for i, value in enumerate(values) if value in output]
     assert not leaked, f"demo secret value(s) #{leaked} appear in the output"
     assert result.returncode == 0, result.stderr
+    assert result.stderr == "", "the example must not warn, nor try to reach the network"
     lines = result.stdout.splitlines()
     for pattern in (
         r"^agent llm: anthropic/claude-sonnet-4-5 \(usage_id default\)$",
+        r"^agent mcp servers: shttp_0$",
         r"^conversation secrets: GITHUB_TOKEN, SLACK_WEBHOOK",
         r"^GITHUB_TOKEN for the command: 25 characters \(not shown\)$",
         r"^masked output: <secret-hidden>$",

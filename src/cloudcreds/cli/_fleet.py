@@ -151,8 +151,8 @@ def _lines(buffer: _Buffer) -> Iterator[tuple[str, str]]:
 
 def _is_jsonl_record(line: str) -> bool:
     try:
-        record = json.loads(line)
-    except (ValueError, RecursionError):
+        record = loads_untrusted(line, error=ConfigurationError, what="the first line")
+    except ConfigurationError:
         return False
     return isinstance(record, dict) and "sandbox_id" in record
 
