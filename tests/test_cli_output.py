@@ -197,3 +197,29 @@ async def test_ctrl_c_during_start_up_is_130(account: Account, tmp_path: Path) -
     assert code == ExitCode.INTERRUPTED
     assert err == b"cloudcreds: interrupted\n"
     assert account.cloud.requests == []
+
+
+def test_ctrl_c_while_the_package_loads_is_130(tmp_path: Path) -> None:
+    # The console script's launcher imports the package inside a guard. A KeyboardInterrupt
+    # is raised exactly there (an import hook, installed at start-up by a sitecustomize on
+    # PYTHONPATH), as a Ctrl-C during the few tenths of a second of that import would be.
+    (tmp_path / "sitecustomize.py").write_text(
+        "import sys\n"
+        "class Interrupt:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'cloudcreds.cli':\n"
+        "            raise KeyboardInterrupt\n"
+        "sys.meta_path.insert(0, Interrupt())\n"
+    )
+    script = Path(sys.executable).with_name("cloudcreds")
+    env = cli_env({"PYTHONPATH": str(tmp_path)})
+    done = subprocess.run(
+        [str(script), "demo"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        timeout=CLI_TIMEOUT,
+        check=False,
+    )
+    assert done.returncode == ExitCode.INTERRUPTED
+    assert_quiet(done.stderr)

@@ -230,7 +230,9 @@ async def test_host_0000_prints_a_loopback_url_the_other_commands_accept() -> No
 
 async def test_fault_rate_1_with_503_answers_every_request_503() -> None:
     # --fault-rate is the flag's name; --fail-rate (its first name) still works.
-    async with serving("--fault-rate", "1", "--faults", "503", "--fault-seed", "1") as served:
+    async with serving("--fault-rate", "1", "--faults", " 503", "--fault-seed", "1") as served:
+        rehearsal = "# Rehearsal: 100% of requests answered with one of 503 (seed 1)."
+        assert rehearsal in served.lines
         assert await statuses(served, 3) == [503, 503, 503]
         await served.stop()
 
@@ -244,6 +246,7 @@ async def test_fault_rate_1_with_drop_drops_every_connection() -> None:
 async def test_no_fault_rate_answers_normally() -> None:
     async with serving("--faults", "503") as served:
         assert await statuses(served, 3) == [200, 200, 200]
+        assert not any(line.startswith("# Rehearsal:") for line in served.lines)
         await served.stop()
 
 
@@ -260,6 +263,7 @@ async def test_the_same_fault_seed_gives_the_same_faults() -> None:
 
 async def test_latency_delays_every_answer() -> None:
     async with serving("--latency", "0.3") as served:
+        assert "# Rehearsal: every answer delayed 0.3 s." in served.lines
         async with aiohttp.ClientSession() as http:
             for _ in range(2):
                 started = time.monotonic()

@@ -337,6 +337,7 @@ def resolve(
     retry: RetryPolicy | None = None,
     timeout: Timeouts | float | None = None,
     trusted_origins: Iterable[str] | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> str:
     """Resolve one secret reference to its value, blocking.
 
@@ -349,6 +350,8 @@ def resolve(
         timeout: Per-attempt :class:`Timeouts`, or a float for the total.
         trusted_origins: Origins lookups may be sent to; ``None`` follows
             ``CLOUDCREDS_TRUSTED_ORIGINS``, else https:// or loopback http://.
+        environ: Where the source's environment variables (e.g. the session key) are
+            read; ``None`` reads :data:`os.environ` now.
 
     Returns:
         The secret's value. Hand it to what needs it; do not log it.
@@ -371,7 +374,7 @@ def resolve(
 
     async def main() -> str:
         async with SecretResolver(
-            retry=retry, timeout=timeout, trusted_origins=trusted_origins
+            retry=retry, timeout=timeout, trusted_origins=trusted_origins, environ=environ
         ) as resolver:
             return await resolver.resolve(source)
 

@@ -306,6 +306,20 @@ def _client_url(cloud: FakeCloud, host: str) -> str:
     return f"http://{loopback}:{cloud.port}"
 
 
+def _rehearsal(args: argparse.Namespace) -> list[str]:
+    """A comment line saying what ``--latency`` and ``--fault-rate`` do, if anything."""
+    parts = []
+    if args.latency:
+        parts.append(f"every answer delayed {args.latency:g} s")
+    if args.fault_rate:
+        faults = ",".join(spec.strip().lower() for spec in args.faults.split(",") if spec.strip())
+        seed = "random" if args.fault_seed is None else args.fault_seed
+        parts.append(
+            f"{args.fault_rate * 100:g}% of requests answered with one of {faults} (seed {seed})"
+        )
+    return [f"# Rehearsal: {'; '.join(parts)}."] if parts else []
+
+
 def _serve_lines(cloud: FakeCloud, url: str) -> list[str]:
     """``export`` lines for the first sandbox, comments for a few others, then a summary."""
     sandboxes = cloud.sandboxes.values()
@@ -408,7 +422,8 @@ async def _serve(args: argparse.Namespace, cloud: FakeCloud) -> int:
                 f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}"
             ) from None
         try:
-            write("\n".join(_serve_lines(cloud, _client_url(cloud, args.host))) + "\n")
+            lines = _serve_lines(cloud, _client_url(cloud, args.host))
+            write("\n".join(lines[:2] + _rehearsal(args) + lines[2:]) + "\n")
             await stop.wait()
         finally:
             await cloud.stop()
