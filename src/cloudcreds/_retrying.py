@@ -43,6 +43,7 @@ from ._errors import CloudCredsError, CloudTimeoutError
 from ._urls import safe_url
 
 __all__ = [
+    "AsyncAttempts",
     "AttemptLoop",
     "AttemptLoops",
     "RequestState",
@@ -213,6 +214,29 @@ def _stop(policy: RetryPolicy) -> tenacity.stop.stop_base:
     return stop
 
 
+class AsyncAttempts(tenacity.AsyncRetrying):
+    """tenacity's ``AsyncRetrying``, with a cheaper answer to "may the attempt start?".
+
+    When no attempt outcome is pending (the first attempt, or the next one after the
+    sleep) and there is no ``before`` hook, tenacity's :meth:`iter` always answers
+    :class:`tenacity.DoAttempt`, after building, wrapping (``inspect`` checks) and
+    awaiting one action for it. This override (a public method of a public class)
+    answers the same at once; every other decision (retry, wait, stop, ``before_sleep``,
+    re-raise) is tenacity's own. Measured with ``benchmarks/run.py --only overhead``
+    (fan-out client CPU / raw aiohttp, A/B alternating, 5 sittings of 5-7 rounds on a
+    loaded 2-core machine): medians without it 1.82, 1.74, 1.81, 1.77, 1.77; with it
+    1.64, 1.68, 1.69, 1.65, 1.69 (lower in every sitting, about -0.11; the rounds of
+    one sitting spread 0.07-0.39 there, the old tree's 0.04 on a quiet machine).
+    """
+
+    async def iter(self, retry_state: tenacity.RetryCallState) -> object:
+        """What to do next: :class:`tenacity.DoAttempt` at once when nothing is pending."""
+        # tenacity's own iter() would build, wrap and await one action to say this
+        if retry_state.outcome is None and self.before is None:
+            return tenacity.DoAttempt()
+        return await super().iter(retry_state)
+
+
 @functools.lru_cache(maxsize=64)  # policies are few and frozen: build their pieces once
 def retrying_for(policy: RetryPolicy, *, retry: bool = True) -> tenacity.AsyncRetrying:
     """The template :class:`tenacity.AsyncRetrying` of requests under ``policy``.
@@ -231,7 +255,7 @@ def retrying_for(policy: RetryPolicy, *, retry: bool = True) -> tenacity.AsyncRe
     backoff = tenacity.wait_random_exponential(
         multiplier=policy.initial_backoff, max=policy.max_backoff
     )
-    return tenacity.AsyncRetrying(
+    return AsyncAttempts(
         stop=_stop(policy) if retry else tenacity.stop_after_attempt(1),
         wait=wait_retry_after(policy.max_retry_after, backoff),
         retry=tenacity.retry_if_exception_type(Retryable),
