@@ -22,7 +22,7 @@ import pytest
 from aiohttp import web
 from yarl import URL
 
-from cloudcreds import CloudWorkspace, RetryPolicy
+from cloudcreds import CloudClient, CloudWorkspace, RetryPolicy
 from cloudcreds.testing import FakeCloud, FakeSandbox, FakeUser
 
 # Every environment variable the library reads: tests start without them.
@@ -64,6 +64,25 @@ class Account:
         kwargs.setdefault("session_api_key", CANARY_SESSION_KEY)
         kwargs.setdefault("retry", FAST_RETRY)
         return CloudWorkspace(self.cloud.url, CANARY_API_KEY, self.sandbox.id, **kwargs)  # type: ignore[arg-type]
+
+    def client(self, **kwargs: Any) -> CloudClient:
+        """A CloudClient of the account (canary API key, fast retries)."""
+        kwargs.setdefault("retry", FAST_RETRY)
+        return CloudClient(self.cloud.url, CANARY_API_KEY, **kwargs)
+
+    def add_sandboxes(self, count: int, *, prefix: str, width: int) -> dict[str, str]:
+        """Add ``count`` running sandboxes to the user: sandbox id -> session key.
+
+        Ids are ``{prefix}-{i}``, ``i`` zero-padded to ``width`` digits; keys
+        ``{prefix}-key-{i}``.
+        """
+        sandboxes: dict[str, str] = {}
+        for i in range(count):
+            sandbox = self.cloud.add_sandbox(
+                self.user, sandbox_id=f"{prefix}-{i:0{width}d}", session_api_key=f"{prefix}-key-{i}"
+            )
+            sandboxes[sandbox.id] = sandbox.session_api_key
+        return sandboxes
 
 
 def assert_no_canary(text: str) -> None:

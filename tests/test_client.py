@@ -44,25 +44,13 @@ def secrets_path(sandbox_id: str) -> str:
     return f"/api/v1/sandboxes/{sandbox_id}/settings/secrets"
 
 
-def add_sandboxes(account: Account, count: int, *, prefix: str = "fan") -> dict[str, str]:
-    """Add ``count`` running sandboxes to the account's user: sandbox id -> session key."""
-    sandboxes: dict[str, str] = {}
-    for i in range(count):
-        sandbox = account.cloud.add_sandbox(
-            account.user, sandbox_id=f"{prefix}-{i:05d}", session_api_key=f"{prefix}-key-{i}"
-        )
-        sandboxes[sandbox.id] = sandbox.session_api_key
-    return sandboxes
-
-
-def make_client(account: Account, **kwargs: Any) -> CloudClient:
-    kwargs.setdefault("retry", FAST_RETRY)
-    return CloudClient(account.url, CANARY_API_KEY, **kwargs)
+def add_sandboxes(account: Account, count: int) -> dict[str, str]:
+    return account.add_sandboxes(count, prefix="fan", width=5)
 
 
 @pytest.fixture
 async def client(account: Account) -> AsyncIterator[CloudClient]:
-    async with make_client(account) as c:
+    async with account.client() as c:
         yield c
 
 
@@ -219,7 +207,7 @@ async def test_gather_bounds_requests_in_flight(account: Account) -> None:
     sandboxes = add_sandboxes(account, 100)
     account.cloud.set_latency(0.02)
     account.cloud.reset_stats()
-    async with make_client(account, max_concurrency=8) as client:
+    async with account.client(max_concurrency=8) as client:
         results = await client.gather_credentials(sandboxes)
     assert all(isinstance(r, Credentials) for r in results.values())
     assert 2 <= account.cloud.peak_in_flight <= 8
@@ -232,7 +220,7 @@ async def test_gather_bounds_requests_in_flight_under_retries(account: Account) 
         account.cloud.inject(secrets_path(sandbox_id), Fault.status(503), Fault.status(503))
     account.cloud.set_latency(0.02)
     account.cloud.reset_stats()
-    async with make_client(account, max_concurrency=6) as client:
+    async with account.client(max_concurrency=6) as client:
         results = await client.gather_credentials(sandboxes)
     assert all(isinstance(r, Credentials) for r in results.values())
     assert account.cloud.count(secrets_path(flaky[0])) == 3
@@ -311,7 +299,7 @@ async def test_cancellation_mid_fan_out(
     cloud.set_latency(0.05)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        async with make_client(account, max_concurrency=8) as client:
+        async with account.client(max_concurrency=8) as client:
             await cancel(client, cloud, sandboxes)
 
             await wait_until(lambda: cloud.in_flight == 0)
@@ -384,7 +372,7 @@ async def test_empty_mapping(account: Account, client: CloudClient) -> None:
 
 
 async def test_closed_client_raises(account: Account) -> None:
-    client = make_client(account)
+    client = account.client()
     await client.gather_credentials({"sb-1": CANARY_SESSION_KEY})
     await client.aclose()
     await client.aclose()  # idempotent
@@ -396,7 +384,7 @@ async def test_closed_client_raises(account: Account) -> None:
 
 
 async def test_workspace_of_closed_client_fails(account: Account) -> None:
-    async with make_client(account) as client:
+    async with account.client() as client:
         ws = client.workspace("sb-1", session_api_key=CANARY_SESSION_KEY)
     with pytest.raises(ConfigurationError, match="closed"):
         await ws.get_llm()
@@ -404,7 +392,7 @@ async def test_workspace_of_closed_client_fails(account: Account) -> None:
 
 async def test_borrowed_session_is_left_open(account: Account) -> None:
     async with aiohttp.ClientSession() as session:
-        async with make_client(account, session=session) as client:
+        async with account.client(session=session) as client:
             ws = client.workspace("sb-1", session_api_key=CANARY_SESSION_KEY)
             assert ws._http.session is session
             results = await client.gather_credentials({"sb-1": CANARY_SESSION_KEY})
@@ -417,7 +405,7 @@ async def test_borrowed_session_is_left_open(account: Account) -> None:
 
 
 async def test_unclosed_owned_client_warns(account: Account) -> None:
-    client = make_client(account)
+    client = account.client()
     await client.gather_credentials({"sb-1": CANARY_SESSION_KEY})
     session = client._http.session  # kept alive so that only the client itself is leaked
     holder = [client]
@@ -428,11 +416,11 @@ async def test_unclosed_owned_client_warns(account: Account) -> None:
 
 
 async def test_closed_or_borrowing_client_does_not_warn(account: Account) -> None:
-    closed = make_client(account)
+    closed = account.client()
     await closed.gather_credentials({"sb-1": CANARY_SESSION_KEY})
     await closed.aclose()
     async with aiohttp.ClientSession() as session:
-        borrowing = make_client(account, session=session)
+        borrowing = account.client(session=session)
         await borrowing.gather_credentials({"sb-1": CANARY_SESSION_KEY})
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

@@ -25,7 +25,6 @@ from cloudcreds import (
 from _helpers import (
     CANARY_API_KEY,
     CANARY_SESSION_KEY,
-    FAST_RETRY,
     Account,
     assert_no_canary,
     closed_port,
@@ -33,19 +32,8 @@ from _helpers import (
 )
 
 
-def add_sandboxes(account: Account, count: int, prefix: str = "st") -> dict[str, str]:
-    sandboxes = {}
-    for i in range(count):
-        sandbox = account.cloud.add_sandbox(
-            account.user, sandbox_id=f"{prefix}-{i:04d}", session_api_key=f"{prefix}-key-{i}"
-        )
-        sandboxes[sandbox.id] = sandbox.session_api_key
-    return sandboxes
-
-
-def make_client(account: Account, **kwargs: Any) -> CloudClient:
-    kwargs.setdefault("retry", FAST_RETRY)
-    return CloudClient(account.url, CANARY_API_KEY, **kwargs)
+def add_sandboxes(account: Account, count: int) -> dict[str, str]:
+    return account.add_sandboxes(count, prefix="st", width=4)
 
 
 def client_tasks() -> set[asyncio.Task[Any]]:
@@ -95,7 +83,7 @@ async def test_every_input_shape_streams_every_sandbox(
     account: Account, shape: Callable[[dict[str, str]], Any]
 ) -> None:
     sandboxes = add_sandboxes(account, 12)
-    async with make_client(account, max_concurrency=4) as client:
+    async with account.client(max_concurrency=4) as client:
         results = await collect(client.iter_credentials(shape(sandboxes), ["GITHUB_TOKEN"]))
     assert sorted(results) == sorted(sandboxes)
     assert all(isinstance(r, Credentials) for r in results.values())
@@ -105,7 +93,7 @@ async def test_every_input_shape_streams_every_sandbox(
 async def test_results_come_in_completion_order(account: Account) -> None:
     sandboxes = add_sandboxes(account, 3)
     account.cloud.set_latency(0.3, "/api/v1/sandboxes/st-0000/*")  # the first is the slowest
-    async with make_client(account) as client:
+    async with account.client() as client:
         order = [sandbox_id async for sandbox_id, _ in client.iter_credentials(sandboxes)]
     assert order[-1] == "st-0000"
     assert sorted(order) == sorted(sandboxes)
@@ -124,7 +112,7 @@ async def test_input_is_read_lazily_and_bounded(account: Account) -> None:
 
     max_concurrency = 6
     taken = 0
-    async with make_client(account, max_concurrency=max_concurrency) as client:
+    async with account.client(max_concurrency=max_concurrency) as client:
         stream = client.iter_credentials(endless())
         async with contextlib.aclosing(stream):
             async for _, outcome in stream:
@@ -139,20 +127,20 @@ async def test_input_is_read_lazily_and_bounded(account: Account) -> None:
 
 @pytest.mark.parametrize("bad", ["sb-1", 42, None])
 async def test_input_of_the_wrong_kind_is_refused(account: Account, bad: Any) -> None:
-    async with make_client(account) as client:
+    async with account.client() as client:
         with pytest.raises(ConfigurationError, match="sandboxes must be"):
             await collect(client.iter_credentials(bad))
 
 
 async def test_an_invalid_missing_is_refused_before_any_request(account: Account) -> None:
-    async with make_client(account) as client:
+    async with account.client() as client:
         with pytest.raises(ConfigurationError, match="missing must be"):
             await collect(client.iter_credentials({"sb-1": "k"}, missing="skip"))  # type: ignore[arg-type]
     assert account.cloud.count() == 0
 
 
 async def test_an_item_that_is_not_a_pair_is_refused(account: Account) -> None:
-    async with make_client(account) as client:
+    async with account.client() as client:
         with pytest.raises(ConfigurationError, match="pair"):
             await collect(client.iter_credentials(["sb-1"]))  # type: ignore[list-item]
         assert not client_tasks()
@@ -166,7 +154,7 @@ async def test_an_input_that_raises_surfaces_as_itself(account: Account) -> None
             yield item
         raise LookupError("the caller's own input broke")
 
-    async with make_client(account) as client:
+    async with account.client() as client:
         with pytest.raises(LookupError, match="own input"):
             await collect(client.iter_credentials(failing()))
         assert not client_tasks()
@@ -227,7 +215,7 @@ async def test_leaving_early_leaves_no_task_and_no_connection(
     cloud = account.cloud
     cloud.set_latency(0.2, "/api/v1/sandboxes/st-000[1-9]/*")  # some still in flight
     max_concurrency = 4
-    async with make_client(account, max_concurrency=max_concurrency) as client:
+    async with account.client(max_concurrency=max_concurrency) as client:
         await leave(client, sandboxes)
         # The stream's clean-up runs when it is closed (at once on cancellation; when the
         # abandoned generator is collected after break or an exception).
@@ -244,7 +232,7 @@ async def test_leaving_early_leaves_no_task_and_no_connection(
 async def test_aclosing_cleans_up_at_once(account: Account) -> None:
     sandboxes = add_sandboxes(account, 30)
     account.cloud.set_latency(0.2, "/api/v1/sandboxes/st-002*")
-    async with make_client(account, max_concurrency=4) as client:
+    async with account.client(max_concurrency=4) as client:
         stream = client.iter_credentials(sandboxes)
         async with contextlib.aclosing(stream):
             async for _ in stream:
@@ -270,7 +258,7 @@ async def test_a_bug_in_one_sandbox_keeps_the_others(
         return await real(self, *args, **kwargs)
 
     monkeypatch.setattr(CloudWorkspace, "get_credentials", buggy)
-    async with make_client(account) as client:
+    async with account.client() as client:
         results = await client.gather_credentials(sandboxes)
     assert list(results) == list(sandboxes)
     bug = results["st-0002"]
@@ -291,7 +279,7 @@ async def test_a_missing_session_key_never_borrows_the_process_one(
     SESSION_API_KEY for another sandbox. Now it is that sandbox's ConfigurationError."""
     monkeypatch.setenv("SESSION_API_KEY", CANARY_SESSION_KEY)  # the orchestrator's own key
     sandboxes: dict[str, str | None] = {**add_sandboxes(account, 2), "sb-1": key}
-    async with make_client(account) as client:
+    async with account.client() as client:
         results = await client.gather_credentials(sandboxes)
     error = results["sb-1"]
     assert isinstance(error, ConfigurationError)
