@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import warnings
 from types import TracebackType
-from typing import Any, NoReturn, Self, SupportsIndex
+from typing import Any, ClassVar, NoReturn, Self, SupportsIndex
 
 from ._errors import ConfigurationError
 
@@ -79,10 +79,13 @@ class AsyncResource:
     ) -> None:
         await self.aclose()
 
+    #: What to do instead of pickling, said by the refusal (a subclass may be more precise).
+    _instead_of_pickling: ClassVar[str] = "create a new one where it is needed"
+
     def __reduce_ex__(self, protocol: SupportsIndex) -> NoReturn:
         raise ConfigurationError(
             f"a {type(self).__name__} cannot be pickled or copied: it holds keys and a live "
-            "connection pool; create a new one where it is needed"
+            f"connection pool; {self._instead_of_pickling}"
         )
 
     def __copy__(self) -> NoReturn:

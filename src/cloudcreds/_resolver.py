@@ -7,7 +7,7 @@ import functools
 import time
 from collections import OrderedDict
 from collections.abc import Hashable, Iterable, Mapping
-from typing import Any, NoReturn
+from typing import Any
 
 import aiohttp
 from pydantic import BaseModel, SecretStr
@@ -23,7 +23,7 @@ from ._config import (
 from ._errors import CloudCredsError, ConfigurationError
 from ._lifecycle import AsyncResource
 from .secrets import ResolveContext, SecretSource, parse_secret_source
-from .secrets._context import refuse_pickling
+from .secrets._context import INSTEAD_OF_PICKLING
 
 __all__ = ["SecretResolver"]
 
@@ -119,6 +119,8 @@ class SecretResolver(AsyncResource):
             against a cloud that is down, retries stop once it is spent and resume as
             successes refill it. ``None`` disables it (every fetch retries per ``retry``).
     """
+
+    _instead_of_pickling = INSTEAD_OF_PICKLING
 
     def __init__(
         self,
@@ -369,6 +371,3 @@ class SecretResolver(AsyncResource):
 
     def _owns_open_resources(self) -> bool:
         return self._ctx.owns_open_session()
-
-    def __reduce_ex__(self, protocol: Any) -> NoReturn:
-        refuse_pickling(self)

@@ -8,7 +8,7 @@ import hmac
 import os
 import secrets
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, Final, NoReturn
+from typing import Final
 
 import aiohttp
 from yarl import URL
@@ -29,15 +29,20 @@ from .._urls import origin_of, safe_url
 __all__ = [
     "ALLOWED_ENV_ENV",
     "CLOUD_API_URL_ENV",
+    "INSTEAD_OF_PICKLING",
     "TRUSTED_ORIGINS_ENV",
     "ResolveContext",
     "check_env_name",
     "parse_env_names",
     "parse_origins",
-    "refuse_pickling",
     "url_origin",
 ]
 
+#: What a resolver or a context's refusal to be pickled advises instead.
+INSTEAD_OF_PICKLING: Final = (
+    "pickle the secret sources instead (dump_secret_sources) and build a new one "
+    "where they are resolved"
+)
 #: Comma-separated origins trusted for lookups when no ``trusted_origins`` is given.
 TRUSTED_ORIGINS_ENV: Final = "CLOUDCREDS_TRUSTED_ORIGINS"
 #: Comma-separated environment variable names ``env_headers`` may name, beside
@@ -57,19 +62,6 @@ def check_env_name(name: str) -> str:
     if not name or "=" in name or "\x00" in name:
         raise ValueError("must be a non-empty environment variable name without '=' or NUL")
     return name
-
-
-def refuse_pickling(obj: object) -> NoReturn:
-    """Raise the error for pickling or copying an object that holds live resources.
-
-    Raises:
-        ConfigurationError: Always.
-    """
-    raise ConfigurationError(
-        f"a {type(obj).__name__} cannot be pickled or copied: it holds a connection pool "
-        "and settings of this process; pickle the secret sources instead "
-        "(dump_secret_sources) and build a new one where they are resolved"
-    )
 
 
 def _entries(items: Iterable[str], what: str) -> Iterator[str]:
@@ -187,6 +179,8 @@ class ResolveContext(AsyncResource):
         retry_budget: A :class:`RetryBudget` shared by this context's requests (retries
             stop when it is spent); ``None`` (the default for a lone context): no budget.
     """
+
+    _instead_of_pickling = INSTEAD_OF_PICKLING
 
     __slots__ = ("_digest_key", "_environ", "_http", "allowed_env", "trusted_origins")
 
@@ -416,9 +410,6 @@ class ResolveContext(AsyncResource):
     def owns_open_session(self) -> bool:
         """Whether this context created a session that is still open."""
         return self._http.has_open_owned_session
-
-    def __reduce_ex__(self, protocol: Any) -> NoReturn:
-        refuse_pickling(self)
 
     def __repr__(self) -> str:  # getattr: a half-built context (constructor raised) too
         return (
