@@ -197,8 +197,7 @@ class CloudClient(AsyncResource):
         try:
             if session_key is None:  # never the process's own SESSION_API_KEY instead
                 raise ConfigurationError(
-                    f"no session key given for sandbox {sandbox_id!r} (the mapping's value "
-                    "is None)"
+                    f"no session key given for sandbox {sandbox_id!r} (the mapping's value is None)"
                 )
             ws = pooled_workspace(
                 self._http, self._base, self._api_key, sandbox_id, session_api_key=session_key

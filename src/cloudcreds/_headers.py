@@ -65,4 +65,3 @@ class MaskedHeaders(dict[str, str]):
 
     def __repr__(self) -> str:
         return "MaskedHeaders({" + ", ".join(f"{name!r}: '***'" for name in self) + "})"
-

@@ -42,7 +42,7 @@ from ._errors import (
 )
 from ._headers import MaskedHeaders, has_control_char
 from ._jsonsafe import loads_untrusted
-from ._retrying import AttemptLoops, RequestState, Retryable, TokenBucket, retrying_for
+from ._retrying import AsyncAttempts, RequestState, Retryable, TokenBucket, retrying_for
 from ._urls import origin_of, safe_url
 
 __all__ = ["Answer", "HTTPCore", "parse_retry_after"]
@@ -198,10 +198,10 @@ class HTTPCore:
         "_closed",
         "_connector_limit",
         "_limiter",
-        "_loops",
+        "_once",
         "_owned",
+        "_retrying",
         "_session",
-        "_single",
         "max_body_size",
         "retry",
         "timeouts",
@@ -239,8 +239,8 @@ class HTTPCore:
         self._limiter = limiter
         self._connector_limit = connector_limit
         self._bucket = TokenBucket(retry_budget) if retry_budget is not None else None
-        self._loops = AttemptLoops(retrying_for(self.retry))
-        self._single = AttemptLoops(retrying_for(self.retry, retry=False), keep=0)
+        self._retrying: AsyncAttempts = retrying_for(self.retry)
+        self._once: AsyncAttempts = retrying_for(self.retry, retry=False)
         self._client_timeout = self._make_timeout(self.retry.deadline)
 
     def __repr__(self) -> str:  # safe on a half-built core: every attribute may be missing
@@ -337,38 +337,23 @@ class HTTPCore:
         bucket = self._bucket
         limiter = self._limiter
         state = RequestState(method, url, self.retry, bucket)
-        loops = self._loops if method in _IDEMPOTENT else self._single
-        loop = loops.take(state)
+
+        async def attempt(retry_state: tenacity.RetryCallState) -> Answer:
+            number = retry_state.attempt_number
+            timeout = (
+                self._client_timeout if number == 1 else self._timeout_left(state, retry_state)
+            )
+            if limiter is None:
+                return await self._send(state, checked, timeout, number)
+            async with limiter:
+                return await self._send(state, checked, timeout, number)
+
+        retrying = self._retrying if method in _IDEMPOTENT else self._once
         try:
-            async for attempt in loop.retrying:  # every attempt, the first included
-                # A retryable failure goes to tenacity as its outcome (what ``with
-                # attempt`` would do), through the public RetryCallState.set_exception;
-                # anything else is raised as tenacity would re-raise it (only Retryable
-                # is retried). A success leaves the loop at once: tenacity would only
-                # record it in a concurrent.futures.Future (a lock, a condition) that
-                # nothing reads. See cloudcreds._retrying for the measured gain.
-                retry_state = attempt.retry_state
-                number = retry_state.attempt_number
-                try:
-                    timeout = (
-                        self._client_timeout
-                        if number == 1
-                        else self._timeout_left(state, retry_state)
-                    )
-                    if limiter is None:
-                        answer = await self._send(state, checked, timeout, number)
-                    else:
-                        async with limiter:
-                            answer = await self._send(state, checked, timeout, number)
-                except Retryable as failure:
-                    retry_state.set_exception((Retryable, failure, failure.__traceback__))
-                else:
-                    break
+            answer = await retrying.run(attempt, state)  # every attempt, the first included
         except Retryable as failure:
             error = failure.error
             raise error from error.__cause__
-        finally:
-            loops.give_back(loop)
         if bucket is not None:
             bucket.refill(state.paid or bucket.budget.success_refill)
         return answer
@@ -387,8 +372,7 @@ class HTTPCore:
         remaining = retry_state.start_time + deadline - time.monotonic()
         if remaining <= 0:
             raise CloudTimeoutError(
-                f"{state.method} {safe_url(state.url)}: the retry deadline of "
-                f"{deadline:g}s ran out"
+                f"{state.method} {safe_url(state.url)}: the retry deadline of {deadline:g}s ran out"
             )
         return self._make_timeout(remaining)
 

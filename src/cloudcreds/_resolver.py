@@ -145,9 +145,7 @@ class SecretResolver(AsyncResource):
         ):
             raise ConfigurationError(f"cache_ttl must be None or >= 0 seconds, got {cache_ttl!r}")
         if not isinstance(max_cache_entries, int) or max_cache_entries < 1:
-            raise ConfigurationError(
-                f"max_cache_entries must be >= 1, got {max_cache_entries!r}"
-            )
+            raise ConfigurationError(f"max_cache_entries must be >= 1, got {max_cache_entries!r}")
         self._ctx = ResolveContext(
             session,
             retry=retry,

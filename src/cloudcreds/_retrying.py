@@ -8,25 +8,15 @@ and a small wait of ours that honours a server's ``Retry-After`` up to
 ``max_retry_after``. What is ours is the policy, the hook that announces each retry
 (:func:`announce_retry`) and the retry budget's bucket (:class:`TokenBucket`).
 
-Entering tenacity is a price every request pays, the successful ones included, and
-building an ``AsyncRetrying`` (``copy()``, as tenacity's own decorator does per call)
-costs about as much again. So each :class:`~cloudcreds._http.HTTPCore` keeps the
-copies it made in an :class:`AttemptLoops` free list and reuses them, one request at a
-time per copy (tenacity keeps per-run state on the instance). Measured with
-``benchmarks/run.py --only overhead`` (fan-out client CPU / raw aiohttp, 7 rounds, the
-same sitting): a copy per request 2.19 [1.79-2.38] and 2.22 [2.02-2.33], reused copies
-1.77 [1.65-1.91] and 1.71 [1.62-1.82]: a gain beyond the spread.
-
-Two more public knobs make the success path cheaper (``HTTPCore.request``): the copies
-are made with ``before=None`` (tenacity then adds no "before" action, each of which it
-wraps and inspects with ``inspect.iscoroutinefunction`` per attempt), and an attempt
-hands tenacity only a retryable failure (``RetryCallState.set_exception``, as ``with
-attempt`` does) and leaves the loop on success, so no ``concurrent.futures.Future`` is
-built for an outcome nothing reads. One request through the loop: 8.6 -> 4.6 us
-(a micro benchmark of 20,000 requests over a local coroutine). ``benchmarks/run.py
---only overhead`` (5 rounds, 7 sittings, A/B alternating on a loaded 2-core machine):
-medians before 1.91, 2.08, 1.89, 2.33, 2.26, 2.19, 2.17; after 1.76, 1.75, 1.93, 2.10,
-1.90, 2.01, 2.06 (about -0.17; the rounds of one sitting spread 0.2-0.8 there).
+Requests run through :meth:`AsyncAttempts.run`, tenacity's own loop
+(``AsyncRetrying.__call__``) with one difference: a successful attempt's result is
+returned, where tenacity would first record it in a ``concurrent.futures.Future`` (a
+lock and a condition) and ask its ``retry`` strategy about it. Every failed attempt
+goes to tenacity as its outcome, and tenacity alone decides whether and when to retry.
+The request's :class:`RequestState` travels in the ``RetryCallState``'s ``args``, so
+the hooks need no state of their own and one ``AsyncRetrying`` per policy serves every
+request at once. Measured in the section "How the success path was made cheaper" of
+``benchmarks/README.md``.
 """
 
 from __future__ import annotations
@@ -34,7 +24,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from typing import Final
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Final, TypeVar
 
 import tenacity
 
@@ -44,8 +36,6 @@ from ._urls import safe_url
 
 __all__ = [
     "AsyncAttempts",
-    "AttemptLoop",
-    "AttemptLoops",
     "RequestState",
     "Retryable",
     "TokenBucket",
@@ -55,6 +45,8 @@ __all__ = [
 ]
 
 logger: Final = logging.getLogger("cloudcreds")
+
+_T = TypeVar("_T")
 
 
 class Retryable(Exception):
@@ -215,37 +207,58 @@ def _stop(policy: RetryPolicy) -> tenacity.stop.stop_base:
 
 
 class AsyncAttempts(tenacity.AsyncRetrying):
-    """tenacity's ``AsyncRetrying``, with a cheaper answer to "may the attempt start?".
+    """tenacity's ``AsyncRetrying``, run with :meth:`run`: a success is returned at once.
 
-    When no attempt outcome is pending (the first attempt, or the next one after the
-    sleep) and there is no ``before`` hook, tenacity's :meth:`iter` always answers
-    :class:`tenacity.DoAttempt`, after building, wrapping (``inspect`` checks) and
-    awaiting one action for it. This override (a public method of a public class)
-    answers the same at once; every other decision (retry, wait, stop, ``before_sleep``,
-    re-raise) is tenacity's own. Measured with ``benchmarks/run.py --only overhead``
-    (fan-out client CPU / raw aiohttp, A/B alternating, 5 sittings of 5-7 rounds on a
-    loaded 2-core machine): medians without it 1.82, 1.74, 1.81, 1.77, 1.77; with it
-    1.64, 1.68, 1.69, 1.65, 1.69 (lower in every sitting, about -0.11; the rounds of
-    one sitting spread 0.07-0.39 there, the old tree's 0.04 on a quiet machine).
+    Built by :func:`retrying_for`, one per policy, shared by every request. tenacity's
+    ``statistics`` are not read: concurrent requests share them, and they are begun
+    when a first attempt fails (a success never needs them).
     """
 
-    async def iter(self, retry_state: tenacity.RetryCallState) -> object:
-        """What to do next: :class:`tenacity.DoAttempt` at once when nothing is pending."""
-        # tenacity's own iter() would build, wrap and await one action to say this
-        if retry_state.outcome is None and self.before is None:
-            return tenacity.DoAttempt()
-        return await super().iter(retry_state)
+    async def run(
+        self, attempt: Callable[[tenacity.RetryCallState], Awaitable[_T]], state: RequestState
+    ) -> _T:
+        """Run ``attempt`` until it succeeds or tenacity stops retrying it.
+
+        tenacity's ``AsyncRetrying.__call__`` loop: the ``RetryCallState`` is
+        tenacity's (attempt number, start time, outcome), each failure is handed to it
+        with ``set_exception`` and :meth:`iter` decides what follows (sleep and retry,
+        or re-raise through ``before_sleep``, ``stop`` and ``reraise``). The one
+        difference: a success leaves the loop with its result, which tenacity would
+        first record in a ``concurrent.futures.Future`` that nothing reads.
+
+        Args:
+            attempt: Sends one attempt; gets the ``RetryCallState`` (its
+                ``attempt_number`` and ``start_time``). Only :class:`Retryable` is
+                retried; anything else is raised as is.
+            state: The request, for the hooks (the ``RetryCallState``'s ``args``).
+        """
+        retry_state = tenacity.RetryCallState(self, fn=None, args=(state,), kwargs={})
+        while True:
+            try:
+                return await attempt(retry_state)
+            except Retryable:
+                retry_state.set_exception(sys.exc_info())  # type: ignore[arg-type]
+            if retry_state.attempt_number == 1:
+                self.begin()  # the statistics iter() updates (not before: a success needs none)
+            do = await self.iter(retry_state)
+            if not isinstance(do, tenacity.DoSleep):  # pragma: no cover - reraise=True raises
+                raise RuntimeError(f"tenacity answered {do!r} to a failed attempt")
+            retry_state.prepare_for_next_attempt()
+            await self.sleep(do)  # type: ignore[misc]
+
+
+def _before_sleep(retry_state: tenacity.RetryCallState) -> None:
+    announce_retry(retry_state, retry_state.args[0])
 
 
 @functools.lru_cache(maxsize=64)  # policies are few and frozen: build their pieces once
-def retrying_for(policy: RetryPolicy, *, retry: bool = True) -> tenacity.AsyncRetrying:
-    """The template :class:`tenacity.AsyncRetrying` of requests under ``policy``.
+def retrying_for(policy: RetryPolicy, *, retry: bool = True) -> AsyncAttempts:
+    """The :class:`AsyncAttempts` that runs every request under ``policy``.
 
     Its pieces: ``stop_after_attempt(attempts) | stop_before_delay(deadline)``, and
     :class:`wait_retry_after` over ``wait_random_exponential(initial_backoff,
     max=max_backoff)``; only :class:`Retryable` failures are retried, and the last
-    one is re-raised when tenacity stops. Run requests on copies
-    (:class:`AttemptLoops`), never on the template itself.
+    one is re-raised when tenacity stops; :func:`announce_retry` runs before each sleep.
 
     Args:
         policy: The retry policy.
@@ -260,54 +273,6 @@ def retrying_for(policy: RetryPolicy, *, retry: bool = True) -> tenacity.AsyncRe
         wait=wait_retry_after(policy.max_retry_after, backoff),
         retry=tenacity.retry_if_exception_type(Retryable),
         sleep=asyncio.sleep,
+        before_sleep=_before_sleep,
         reraise=True,
     )
-
-
-class AttemptLoop:
-    """A copy of a template ``AsyncRetrying``, and the request it serves at the moment.
-
-    Attributes:
-        retrying: The copy; iterate it (``async for attempt in loop.retrying``).
-        state: The request being served, read by the ``before_sleep`` hook.
-    """
-
-    __slots__ = ("retrying", "state")
-
-    def __init__(self, template: tenacity.AsyncRetrying) -> None:
-        self.state: RequestState | None = None
-        # before=None: tenacity then adds no "before" action to the first attempt
-        # (each action is wrapped and inspected with inspect.iscoroutinefunction).
-        self.retrying = template.copy(before=None, before_sleep=self._before_sleep)
-
-    def _before_sleep(self, retry_state: tenacity.RetryCallState) -> None:
-        if self.state is not None:
-            announce_retry(retry_state, self.state)
-
-
-class AttemptLoops:
-    """A free list of :class:`AttemptLoop` over one template: take one per request.
-
-    Args:
-        template: The template, from :func:`retrying_for`.
-        keep: The most idle loops kept for reuse.
-    """
-
-    __slots__ = ("_idle", "keep", "template")
-
-    def __init__(self, template: tenacity.AsyncRetrying, keep: int = 256) -> None:
-        self.template = template
-        self.keep = keep
-        self._idle: list[AttemptLoop] = []
-
-    def take(self, state: RequestState) -> AttemptLoop:
-        """An idle loop (or a new one) serving ``state``."""
-        loop = self._idle.pop() if self._idle else AttemptLoop(self.template)
-        loop.state = state
-        return loop
-
-    def give_back(self, loop: AttemptLoop) -> None:
-        """Return ``loop`` once its request is over (it is kept if the list has room)."""
-        loop.state = None
-        if len(self._idle) < self.keep:
-            self._idle.append(loop)

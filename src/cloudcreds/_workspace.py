@@ -30,6 +30,7 @@ from ._settings import read_settings
 from ._urls import check_base_url, safe_url
 from .secrets import EnvHeaderLookupSecret
 from .secrets._base import validation_message
+from .secrets._context import url_origin
 from .secrets._env import check_env_name
 from .secrets._lookup import issued_reference
 
@@ -42,6 +43,7 @@ _SESSION_HEADER: Final = "X-Session-API-Key"
 # Path segments that URL normalization resolves (even percent-encoded): never ids or names.
 _DOT_SEGMENTS: Final = frozenset({".", ".."})
 _MISSING_CHOICES: Final = ("error", "ignore")
+
 
 class _Environ:
     """The ``environ`` a workspace reads: its ``repr`` shows no value (it may hold keys)."""
@@ -424,13 +426,16 @@ class CloudWorkspace(AsyncResource):
                     url=safe_url(self._secrets_url),
                 )
             listed = [available[name] for name in wanted if name in available]
-        env = self._session_key_env
+        env_headers = {_SESSION_HEADER: self._session_key_env}
+        origin = url_origin(self._base)
+        assert origin is not None  # the base URL was checked
         prefix = self._secrets_url + "/"
         return {
             meta["name"]: issued_reference(
                 prefix + _quote_part(meta["name"]),
+                origin=origin,
                 description=meta.get("description"),
-                env_headers={_SESSION_HEADER: env},
+                env_headers=env_headers,
             )
             for meta in listed
         }

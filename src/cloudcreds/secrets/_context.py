@@ -124,8 +124,7 @@ def parse_env_names(names: Iterable[str] | str, *, what: str = "allowed_env") ->
             check_env_name(name)
         except ValueError:
             raise ConfigurationError(
-                f"{what}: an entry is not an environment variable name "
-                "(empty, or holds '=' or NUL)"
+                f"{what}: an entry is not an environment variable name (empty, or holds '=' or NUL)"
             ) from None
         result.add(name)
     return frozenset(result)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -12,7 +14,7 @@ from .._errors import SecretResolutionError
 from .._headers import MaskedHeaders, check_header_value, has_control_char
 from .._urls import parse_http_url
 from ._base import SecretSource
-from ._context import ResolveContext, check_env_name, url_origin
+from ._context import ResolveContext, check_env_name
 from ._env import read_env
 
 __all__ = ["EnvHeaderLookupSecret", "LookupSecret", "issued_reference"]
@@ -33,13 +35,14 @@ def _untrusted() -> None:
 
 @dataclass(frozen=True, slots=True)
 class _Issued:
-    """That a CloudWorkspace of this process built a reference: its URL and env names.
+    """That a CloudWorkspace of this process built a reference: its origin and env names.
 
     Held in a private attribute of the reference: never dumped, compared or pickled (a
-    pickle holds ``None`` in its place), kept by copies made in this process.
+    pickle holds ``None`` in its place), kept by copies made in this process. Immutable,
+    so the references one workspace issues share one.
     """
 
-    url: str
+    origin: str
     env_names: frozenset[str]
 
     def __reduce__(self) -> tuple[Any, tuple[()]]:
@@ -54,10 +57,7 @@ class _Issued:
 
 def _issued_origins(issued: _Issued | None) -> tuple[str, ...]:
     """The origin a workspace of this process built a reference for, if any."""
-    if issued is None:
-        return ()
-    origin = url_origin(issued.url)
-    return () if origin is None else (origin,)
+    return () if issued is None else (issued.origin,)
 
 
 class LookupSecret(SecretSource):
@@ -221,31 +221,51 @@ class EnvHeaderLookupSecret(LookupSecret):
         return headers
 
 
+@functools.lru_cache(maxsize=64)  # one per (origin, env_headers): a fan-out reuses one
+def _issued_template(
+    origin: str, env_headers: tuple[tuple[str, str], ...]
+) -> EnvHeaderLookupSecret:
+    """The marked reference that :func:`issued_reference` copies; never handed out."""
+    return EnvHeaderLookupSecret.model_construct(
+        {"description", "url", "env_headers"},
+        kind="EnvHeaderLookupSecret",
+        description=None,
+        url=origin,
+        headers={},
+        env_headers=dict(env_headers),
+        _issued=_Issued(origin, frozenset(env for _, env in env_headers)),
+    )
+
+
 def issued_reference(
-    url: str, *, description: str | None, env_headers: dict[str, str]
+    url: str, *, origin: str, description: str | None, env_headers: Mapping[str, str]
 ) -> EnvHeaderLookupSecret:
     """A reference a CloudWorkspace of this process built for its own cloud.
 
-    It resolves in this process without configuration: its URL's origin and the
-    variable names in ``env_headers`` are trusted for it (carried in a private
-    attribute that is never dumped, compared or pickled). A copy loaded from its dump is
-    equal to it, but follows the ordinary trust rule.
+    It resolves in this process without configuration: ``origin`` and the variable
+    names in ``env_headers`` are trusted for it (carried in a private attribute that is
+    never dumped, compared or pickled). A copy loaded from its dump is equal to it, but
+    follows the ordinary trust rule.
+
+    Built as ``model_copy(update=...)`` of one marked template per origin and names
+    (pydantic's public copy, no validation: the parts are the workspace's own), which
+    costs about half of ``model_construct``; every mutable field is the copy's own, and
+    its fields-set is the one a user's ``EnvHeaderLookupSecret(url=..., ...)`` gets.
 
     Args:
         url: The per-secret endpoint (built by the workspace, already valid).
+        origin: The origin of ``url`` (the workspace's cloud).
         description: The secret's description, as the server listed it.
         env_headers: Header name -> environment variable NAME.
     """
-    # model_construct (no validation: the parts are the workspace's own) with every
-    # field given, which skips the defaults' lookup: about half the cost of validation.
-    # The fields-set is the one a user's EnvHeaderLookupSecret(url=..., ...) gets.
-    reference = EnvHeaderLookupSecret.model_construct(
-        {"description", "url", "env_headers"},
-        kind="EnvHeaderLookupSecret",
-        description=description,
-        url=url,
-        headers={},
-        env_headers=env_headers,
+    template = _issued_template(origin, tuple(env_headers.items()))
+    reference = template.model_copy(
+        update={
+            "url": url,
+            "description": description,
+            "headers": {},
+            "env_headers": dict(env_headers),
+        }
     )
-    reference._issued = _Issued(url, frozenset(env_headers.values()))
+    reference.model_fields_set.discard("headers")  # a new {} of its own, left unset
     return reference
