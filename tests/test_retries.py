@@ -87,6 +87,21 @@ async def test_get_credentials_retries_each_request(account: Account) -> None:
     assert (cloud.count(ME), cloud.count(LIST)) == (2, 3)
 
 
+async def test_concurrent_requests_keep_their_own_retry_state(account: Account) -> None:
+    """One tenacity engine per policy serves every request: attempts never mix."""
+    cloud = account.cloud
+    cloud.inject(ME, Fault.status(503), Fault.status(503))
+    cloud.inject(LIST, Fault.status(502))
+    policy, events = _observed()
+    async with account.workspace(retry=policy) as ws:
+        creds = await ws.get_credentials()  # both requests in flight at once
+        second = await ws.get_credentials()  # then again, with nothing pending
+    assert creds == second
+    by_url = sorted((event.url.removeprefix(cloud.url), event.attempt) for event in events)
+    assert by_url == [(LIST, 1), (ME, 1), (ME, 2)]
+    assert (cloud.count(ME), cloud.count(LIST)) == (4, 3)
+
+
 # --------------------------------------------------------------------------- giving up
 
 

@@ -862,6 +862,7 @@ async def test_results_are_the_models_validation_would_build(account: Account) -
     assert "headers" not in ref.model_fields_set
     assert "headers" not in other.model_fields_set
     assert ref.env_headers is not other.env_headers
+    assert ref.headers is not other.headers
 
 
 async def test_results_share_no_fields_set(account: Account) -> None:

@@ -185,39 +185,36 @@ class CloudClient(AsyncResource):
             session_key_env=session_key_env,
         )
 
-    async def _credentials_of(
-        self,
-        sandbox_id: str,
-        session_key: _Key,
-        names: list[str] | None,
-        missing: Literal["error", "ignore"],
-        llm_overrides: dict[str, Any],
-    ) -> Credentials | CloudCredsError:
-        """One sandbox's credentials or error; never raises for that sandbox alone."""
-        try:
-            if session_key is None:  # never the process's own SESSION_API_KEY instead
-                raise ConfigurationError(
-                    f"no session key given for sandbox {sandbox_id!r} (the mapping's value is None)"
-                )
-            ws = pooled_workspace(
-                self._http, self._base, self._api_key, sandbox_id, session_api_key=session_key
+    def _sandbox_workspace(self, sandbox_id: str, session_key: _Key) -> CloudWorkspace:
+        """The workspace of one sandbox of a fan-out, over this client's pool.
+
+        Raises:
+            ConfigurationError: No session key (never the process's own instead), or an
+                invalid sandbox id or key.
+        """
+        if session_key is None:  # never the process's own SESSION_API_KEY instead
+            raise ConfigurationError(
+                f"no session key given for sandbox {sandbox_id!r} (the mapping's value is None)"
             )
-            return await ws.get_credentials(names, missing=missing, **llm_overrides)
-        except CloudCredsError as exc:
-            return exc
-        except Exception as exc:  # a bug: this sandbox's entry says so, the others stand
-            logger.error(
-                "unexpected %s while fetching the credentials of sandbox %r (a bug; the "
-                "entry's __cause__ holds it)",
-                type(exc).__name__,
-                sandbox_id,
-            )
-            bug = CloudCredsError(
-                f"sandbox {sandbox_id!r}: unexpected {type(exc).__name__} (a bug in cloudcreds "
-                "or in code it called; see __cause__)"
-            )
-            bug.__cause__ = exc
-            return bug
+        return pooled_workspace(
+            self._http, self._base, self._api_key, sandbox_id, session_api_key=session_key
+        )
+
+    @staticmethod
+    def _bug(sandbox_id: str, exc: Exception) -> CloudCredsError:
+        """The entry of a sandbox whose fetch raised something else than a library error."""
+        logger.error(
+            "unexpected %s while fetching the credentials of sandbox %r (a bug; the "
+            "entry's __cause__ holds it)",
+            type(exc).__name__,
+            sandbox_id,
+        )
+        bug = CloudCredsError(
+            f"sandbox {sandbox_id!r}: unexpected {type(exc).__name__} (a bug in cloudcreds "
+            "or in code it called; see __cause__)"
+        )
+        bug.__cause__ = exc
+        return bug
 
     async def iter_credentials(
         self,
@@ -274,9 +271,15 @@ class CloudClient(AsyncResource):
             try:
                 while (pair := await feed.next()) is not None:
                     sandbox_id, key = pair
-                    outcome = await self._credentials_of(
-                        sandbox_id, key, wanted, missing, llm_overrides
-                    )
+                    outcome: Credentials | CloudCredsError
+                    try:  # one sandbox's failure is its entry, never the others'
+                        outcome = await self._sandbox_workspace(sandbox_id, key).get_credentials(
+                            wanted, missing=missing, **llm_overrides
+                        )
+                    except CloudCredsError as exc:
+                        outcome = exc
+                    except Exception as exc:  # a bug: this entry says so, the others stand
+                        outcome = self._bug(sandbox_id, exc)
                     await ready.put((sandbox_id, outcome))
             except Exception as exc:  # reading the input failed: the consumer raises it
                 await ready.put(_InputFailed(exc))

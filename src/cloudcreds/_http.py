@@ -337,23 +337,26 @@ class HTTPCore:
         bucket = self._bucket
         limiter = self._limiter
         state = RequestState(method, url, self.retry, bucket)
-
-        async def attempt(retry_state: tenacity.RetryCallState) -> Answer:
-            number = retry_state.attempt_number
-            timeout = (
-                self._client_timeout if number == 1 else self._timeout_left(state, retry_state)
-            )
-            if limiter is None:
-                return await self._send(state, checked, timeout, number)
-            async with limiter:
-                return await self._send(state, checked, timeout, number)
-
         retrying = self._retrying if method in _IDEMPOTENT else self._once
-        try:
-            answer = await retrying.run(attempt, state)  # every attempt, the first included
-        except Retryable as failure:
-            error = failure.error
-            raise error from error.__cause__
+        retry_state = retrying.start(state)
+        timeout = self._client_timeout
+        while True:  # every attempt, the first included; tenacity decides after a failure
+            number = retry_state.attempt_number
+            try:
+                if limiter is None:
+                    answer = await self._send(state, checked, timeout, number)
+                else:
+                    async with limiter:
+                        answer = await self._send(state, checked, timeout, number)
+            except Retryable as failure:
+                try:
+                    await retrying.after_failure(retry_state, failure)
+                except Retryable as last:
+                    error = last.error
+                    raise error from error.__cause__
+                timeout = self._timeout_left(state, retry_state)
+            else:
+                break
         if bucket is not None:
             bucket.refill(state.paid or bucket.budget.success_refill)
         return answer

@@ -8,8 +8,8 @@ and a small wait of ours that honours a server's ``Retry-After`` up to
 ``max_retry_after``. What is ours is the policy, the hook that announces each retry
 (:func:`announce_retry`) and the retry budget's bucket (:class:`TokenBucket`).
 
-Requests run through :meth:`AsyncAttempts.run`, tenacity's own loop
-(``AsyncRetrying.__call__``) with one difference: a successful attempt's result is
+Requests run tenacity's own loop (``AsyncRetrying.__call__``), see
+:class:`AsyncAttempts`, with one difference: a successful attempt's result is
 returned, where tenacity would first record it in a ``concurrent.futures.Future`` (a
 lock and a condition) and ask its ``retry`` strategy about it. Every failed attempt
 goes to tenacity as its outcome, and tenacity alone decides whether and when to retry.
@@ -24,9 +24,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import sys
-from collections.abc import Awaitable, Callable
-from typing import Final, TypeVar
+from typing import Final
 
 import tenacity
 
@@ -45,8 +43,6 @@ __all__ = [
 ]
 
 logger: Final = logging.getLogger("cloudcreds")
-
-_T = TypeVar("_T")
 
 
 class Retryable(Exception):
@@ -207,44 +203,39 @@ def _stop(policy: RetryPolicy) -> tenacity.stop.stop_base:
 
 
 class AsyncAttempts(tenacity.AsyncRetrying):
-    """tenacity's ``AsyncRetrying``, run with :meth:`run`: a success is returned at once.
+    """tenacity's ``AsyncRetrying``, driven one failed attempt at a time.
 
-    Built by :func:`retrying_for`, one per policy, shared by every request. tenacity's
-    ``statistics`` are not read: concurrent requests share them, and they are begun
-    when a first attempt fails (a success never needs them).
+    The request loop (``HTTPCore.request``) is tenacity's own ``AsyncRetrying.__call__``
+    loop written out: :meth:`start` makes tenacity's ``RetryCallState``, every failed
+    attempt goes to :meth:`after_failure`, where tenacity alone decides (``retry``,
+    ``stop``, ``wait``, ``before_sleep``, ``reraise``) whether and when the next one
+    starts. The one difference: a success is returned as is, where tenacity would first
+    record it in a ``concurrent.futures.Future`` and ask its ``retry`` strategy about it.
+
+    Built by :func:`retrying_for`, one per policy, shared by every request: the request
+    travels in the ``RetryCallState``'s ``args``. tenacity's ``statistics`` are not read
+    (concurrent requests share them); they are begun when a first attempt fails.
     """
 
-    async def run(
-        self, attempt: Callable[[tenacity.RetryCallState], Awaitable[_T]], state: RequestState
-    ) -> _T:
-        """Run ``attempt`` until it succeeds or tenacity stops retrying it.
+    def start(self, state: RequestState) -> tenacity.RetryCallState:
+        """tenacity's state of a new request: attempt 1, starting now."""
+        return tenacity.RetryCallState(self, fn=None, args=(state,), kwargs={})
 
-        tenacity's ``AsyncRetrying.__call__`` loop: the ``RetryCallState`` is
-        tenacity's (attempt number, start time, outcome), each failure is handed to it
-        with ``set_exception`` and :meth:`iter` decides what follows (sleep and retry,
-        or re-raise through ``before_sleep``, ``stop`` and ``reraise``). The one
-        difference: a success leaves the loop with its result, which tenacity would
-        first record in a ``concurrent.futures.Future`` that nothing reads.
+    async def after_failure(self, retry_state: tenacity.RetryCallState, failure: Retryable) -> None:
+        """Hand a failed attempt to tenacity; return when the next attempt may start.
 
-        Args:
-            attempt: Sends one attempt; gets the ``RetryCallState`` (its
-                ``attempt_number`` and ``start_time``). Only :class:`Retryable` is
-                retried; anything else is raised as is.
-            state: The request, for the hooks (the ``RetryCallState``'s ``args``).
+        Raises:
+            Retryable: tenacity stopped retrying (``reraise``), or the retry budget could
+                not pay for the retry: ``failure`` itself.
         """
-        retry_state = tenacity.RetryCallState(self, fn=None, args=(state,), kwargs={})
-        while True:
-            try:
-                return await attempt(retry_state)
-            except Retryable:
-                retry_state.set_exception(sys.exc_info())  # type: ignore[arg-type]
-            if retry_state.attempt_number == 1:
-                self.begin()  # the statistics iter() updates (not before: a success needs none)
-            do = await self.iter(retry_state)
-            if not isinstance(do, tenacity.DoSleep):  # pragma: no cover - reraise=True raises
-                raise RuntimeError(f"tenacity answered {do!r} to a failed attempt")
-            retry_state.prepare_for_next_attempt()
-            await self.sleep(do)  # type: ignore[misc]
+        retry_state.set_exception((Retryable, failure, failure.__traceback__))
+        if retry_state.attempt_number == 1:
+            self.begin()  # the statistics iter() updates (a success never needs them)
+        do = await self.iter(retry_state)
+        if not isinstance(do, tenacity.DoSleep):  # pragma: no cover - reraise=True raises
+            raise RuntimeError(f"tenacity answered {do!r} to a failed attempt")
+        retry_state.prepare_for_next_attempt()
+        await self.sleep(do)  # type: ignore[misc]
 
 
 def _before_sleep(retry_state: tenacity.RetryCallState) -> None:

@@ -330,16 +330,18 @@ class CloudWorkspace(AsyncResource):
             value, header=_SESSION_HEADER, source=f"environment variable {self._session_key_env}"
         )
 
-    async def _fetch_user(self) -> UserInfo:
+    def _user_headers(self) -> MaskedHeaders:
         self.check_open()
-        headers = MaskedHeaders(  # its repr masks the keys, for reporters that show locals
+        return MaskedHeaders(  # its repr masks the keys, for reporters that show locals
             {
                 "Authorization": "Bearer " + self._api_key.get_secret_value(),
                 _SESSION_HEADER: self._session_key_value(),
                 "Accept": "application/json",
             }
         )
-        answer = await self._http.get(self._me_url, headers)
+
+    def _user_info(self, answer: Answer) -> UserInfo:
+        """The user's settings from the answer to ``GET /users/me``."""
         info: UserInfo = _parse(UserInfo, answer, "user settings")
         if _masked_keys(info):
             raise PermissionDeniedError(
@@ -350,15 +352,20 @@ class CloudWorkspace(AsyncResource):
             )
         return info
 
-    async def _fetch_secret_list(self, agent_profile_id: str | None = None) -> SecretList:
+    async def _fetch_user(self) -> UserInfo:
+        return self._user_info(await self._http.get(self._me_url, self._user_headers()))
+
+    def _list_headers(self) -> MaskedHeaders:
         self.check_open()
-        headers = MaskedHeaders(
+        return MaskedHeaders(
             {_SESSION_HEADER: self._session_key_value(), "Accept": "application/json"}
         )
+
+    async def _fetch_secret_list(self, agent_profile_id: str | None = None) -> SecretList:
         url = self._secrets_url
         if agent_profile_id is not None:
             url += "?agent_profile_id=" + quote(agent_profile_id, safe="")
-        answer = await self._http.get(url, headers)
+        answer = await self._http.get(url, self._list_headers())
         result: SecretList = _parse(SecretList, answer, "secret list")
         return result
 
@@ -539,8 +546,14 @@ class CloudWorkspace(AsyncResource):
         profile_name = llm_overrides.pop("profile_name", None)
         _check_profile_name(profile_name)
         wanted = _wanted_names(names, missing)
-        self._session_key_value()  # fail before any request when there is no key
-        info, listing = await both(self._fetch_user(), self._fetch_secret_list())
+        # Both requests at once, their headers built (and the keys checked) before either
+        # is sent; the answers are parsed once both are in.
+        user_answer, list_answer = await both(
+            self._http.get(self._me_url, self._user_headers()),
+            self._http.get(self._secrets_url, self._list_headers()),
+        )
+        info = self._user_info(user_answer)
+        listing: SecretList = _parse(SecretList, list_answer, "secret list")
         return Credentials(
             llm=self._make_llm(info, profile_name, llm_overrides),
             secrets=self._make_secrets(listing, wanted, missing),

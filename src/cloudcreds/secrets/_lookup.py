@@ -226,15 +226,16 @@ def _issued_template(
     origin: str, env_headers: tuple[tuple[str, str], ...]
 ) -> EnvHeaderLookupSecret:
     """The marked reference that :func:`issued_reference` copies; never handed out."""
-    return EnvHeaderLookupSecret.model_construct(
+    template = EnvHeaderLookupSecret.model_construct(
         {"description", "url", "env_headers"},
         kind="EnvHeaderLookupSecret",
         description=None,
         url=origin,
         headers={},
         env_headers=dict(env_headers),
-        _issued=_Issued(origin, frozenset(env for _, env in env_headers)),
     )
+    template._issued = _Issued(origin, frozenset(env for _, env in env_headers))
+    return template
 
 
 def issued_reference(
