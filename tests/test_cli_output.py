@@ -126,7 +126,7 @@ async def test_a_table_with_text_the_encoding_cannot_show(account: Account) -> N
 
 
 async def _interrupt_when(
-    account: Account, args: list[str], ready: Callable[[], bool]
+    account: Account, args: list[str], ready: Callable[[int], bool]
 ) -> tuple[int, bytes]:
     """Start the command, wait until ``ready()``, send SIGINT; its status and stderr."""
     proc = await asyncio.create_subprocess_exec(
@@ -141,7 +141,7 @@ async def _interrupt_when(
     try:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + CLI_TIMEOUT
-        while not ready():
+        while not ready(proc.pid):
             assert loop.time() < deadline, "the command never got there"
             assert proc.returncode is None, "the command exited early"
             await asyncio.sleep(0.01)
@@ -168,28 +168,33 @@ async def test_ctrl_c_while_waiting_for_the_cloud_is_130(
     account: Account, args: list[str], path: str
 ) -> None:
     account.cloud.set_latency(30, path)
-    code, err = await _interrupt_when(account, args, lambda: account.cloud.in_flight > 0)
+    code, err = await _interrupt_when(account, args, lambda _: account.cloud.in_flight > 0)
     assert code == ExitCode.INTERRUPTED
     assert err == b"cloudcreds: interrupted\n"
 
 
+@pytest.mark.skipif(not Path("/proc/self/wchan").exists(), reason="needs /proc/<pid>/wchan")
 async def test_ctrl_c_during_start_up_is_130(account: Account, tmp_path: Path) -> None:
-    # The key file is a FIFO: the command blocks opening it during its start-up (before
-    # any request). A non-blocking open for writing succeeds once it is waiting there.
+    # The key file is a FIFO: the command blocks reading it during its start-up (before
+    # any request). A non-blocking open for writing succeeds once the command has opened
+    # it; the interrupt is sent once the kernel shows it blocked in the read. (Sent at
+    # the moment its open returns, the signal can land in the few instructions before
+    # the read starts: Python then runs its handler only when the read returns.)
     fifo = tmp_path / "api.key"
     os.mkfifo(fifo)
     writer: list[int] = []
 
-    def waiting_on_the_fifo() -> bool:
-        try:
-            writer.append(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
-        except OSError:  # ENXIO: no reader yet
-            return False
-        return True
+    def blocked_reading_the_fifo(pid: int) -> bool:
+        if not writer:
+            try:
+                writer.append(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:  # ENXIO: no reader yet
+                return False
+        return "pipe" in Path(f"/proc/{pid}/wchan").read_text()
 
     try:
         code, err = await _interrupt_when(
-            account, ["llm", "--api-key-file", str(fifo)], waiting_on_the_fifo
+            account, ["llm", "--api-key-file", str(fifo)], blocked_reading_the_fifo
         )
     finally:
         for fd in writer:
