@@ -15,8 +15,7 @@ lock and a condition) and ask its ``retry`` strategy about it. Every failed atte
 goes to tenacity as its outcome, and tenacity alone decides whether and when to retry.
 The request's :class:`RequestState` travels in the ``RetryCallState``'s ``args``, so
 the hooks need no state of their own and one ``AsyncRetrying`` per policy serves every
-request at once. Measured in the section "How the success path was made cheaper" of
-``benchmarks/README.md``.
+request at once. Its measured gain is in ``benchmarks/README.md`` ("Kept tricks").
 """
 
 from __future__ import annotations
