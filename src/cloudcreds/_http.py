@@ -349,14 +349,16 @@ class HTTPCore:
                     async with limiter:
                         answer = await self._send(state, checked, timeout, number)
             except Retryable as failure:
-                try:
-                    await retrying.after_failure(retry_state, failure)
-                except Retryable as last:
-                    error = last.error
-                    raise error from error.__cause__
-                timeout = self._timeout_left(state, retry_state)
+                failed = failure
             else:
                 break
+            # Outside the handler: what follows (a sleep, a new error) is not "during" it.
+            try:
+                await retrying.after_failure(retry_state, failed)
+            except Retryable as last:
+                error = last.error
+                raise error from error.__cause__
+            timeout = self._timeout_left(state, retry_state)
         if bucket is not None:
             bucket.refill(state.paid or bucket.budget.success_refill)
         return answer
