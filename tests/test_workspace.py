@@ -865,6 +865,24 @@ async def test_results_are_the_models_validation_would_build(account: Account) -
     assert ref.headers is not other.headers
 
 
+async def test_a_changed_reference_leaves_later_ones_alone(account: Account) -> None:
+    """References are copies of one template per origin: nothing of one reaches the next."""
+    async with account.workspace() as ws:
+        ref = (await ws.get_secrets())["GITHUB_TOKEN"]
+        ref.env_headers["X-Other"] = "OTHER_VARIABLE"
+        ref.headers["X-Extra"] = SecretStr("extra")
+        ref.model_fields_set.add("headers")
+        fresh = (await ws.get_secrets())["GITHUB_TOKEN"]
+    assert fresh.env_headers == {"X-Session-API-Key": "SESSION_API_KEY"}
+    assert fresh.headers == {}
+    assert "headers" not in fresh.model_fields_set
+    assert fresh.model_dump(exclude_unset=True) == {
+        "description": fresh.description,
+        "url": fresh.url,
+        "env_headers": {"X-Session-API-Key": "SESSION_API_KEY"},
+    }
+
+
 async def test_results_share_no_fields_set(account: Account) -> None:
     """Each result owns its ``model_fields_set`` (issue 8 item 1: it was one shared set)."""
     account.cloud.add_sandbox(account.user, sandbox_id="sb-2", session_api_key="key-2")
