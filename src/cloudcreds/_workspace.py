@@ -109,6 +109,12 @@ def _parse(model: type[BaseModel], answer: Answer, what: str) -> Any:
     )
 
 
+def _secret_list(answer: Answer) -> SecretList:
+    """The secret list from the answer to ``GET .../settings/secrets``."""
+    listing: SecretList = _parse(SecretList, answer, "secret list")
+    return listing
+
+
 def _is_masked(secret: SecretStr | None) -> bool:
     return secret is not None and secret.get_secret_value() == MASK
 
@@ -365,9 +371,7 @@ class CloudWorkspace(AsyncResource):
         url = self._secrets_url
         if agent_profile_id is not None:
             url += "?agent_profile_id=" + quote(agent_profile_id, safe="")
-        answer = await self._http.get(url, self._list_headers())
-        result: SecretList = _parse(SecretList, answer, "secret list")
-        return result
+        return _secret_list(await self._http.get(url, self._list_headers()))
 
     def _make_llm(self, info: UserInfo, profile_name: str | None, overrides: dict[str, Any]) -> LLM:
         if profile_name is not None:
@@ -553,10 +557,9 @@ class CloudWorkspace(AsyncResource):
             self._http.get(self._secrets_url, self._list_headers()),
         )
         info = self._user_info(user_answer)
-        listing: SecretList = _parse(SecretList, list_answer, "secret list")
         return Credentials(
             llm=self._make_llm(info, profile_name, llm_overrides),
-            secrets=self._make_secrets(listing, wanted, missing),
+            secrets=self._make_secrets(_secret_list(list_answer), wanted, missing),
             mcp_servers=_mcp_servers(info),
         )
 
